@@ -1,0 +1,101 @@
+/* Encoding of typed attributes into the compact record format described in pf_record.h.
+ * Used by spans, events, links and the resource. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pf_buf.h"
+#include "pf_record.h"
+
+static size_t clip(size_t n, uint32_t limit) { return (limit && n > limit) ? limit : n; }
+
+/* Value size of an attribute once encoded, or SIZE_MAX when invalid. */
+static size_t attr_value_size(const profilis_attr *a, uint32_t limit) {
+  switch (a->type) {
+  case PROFILIS_ATTR_STRING:
+    return a->v.s ? clip(a->len ? a->len : strlen(a->v.s), limit) : SIZE_MAX;
+  case PROFILIS_ATTR_BOOL:
+    return 1;
+  case PROFILIS_ATTR_INT:
+  case PROFILIS_ATTR_DOUBLE:
+    return 8;
+  case PROFILIS_ATTR_STRING_ARRAY: {
+    if (a->len && !a->v.sa) return SIZE_MAX;
+    size_t n = 0;
+    for (size_t i = 0; i < a->len; i++) n += 4 + (a->v.sa[i] ? clip(strlen(a->v.sa[i]), limit) : 0);
+    return n;
+  }
+  case PROFILIS_ATTR_BOOL_ARRAY:
+    return (a->len && !a->v.ba) ? SIZE_MAX : a->len;
+  case PROFILIS_ATTR_INT_ARRAY:
+    return (a->len && !a->v.ia) ? SIZE_MAX : a->len * 8;
+  case PROFILIS_ATTR_DOUBLE_ARRAY:
+    return (a->len && !a->v.da) ? SIZE_MAX : a->len * 8;
+  }
+  return SIZE_MAX;
+}
+
+static void put_value(uint8_t *p, const profilis_attr *a, uint32_t limit) {
+  switch (a->type) {
+  case PROFILIS_ATTR_STRING: {
+    size_t n = clip(a->len ? a->len : strlen(a->v.s), limit);
+    memcpy(p, a->v.s, n);
+    break;
+  }
+  case PROFILIS_ATTR_BOOL:
+    *p = a->v.b ? 1 : 0;
+    break;
+  case PROFILIS_ATTR_INT:
+    memcpy(p, &a->v.i, 8);
+    break;
+  case PROFILIS_ATTR_DOUBLE:
+    memcpy(p, &a->v.d, 8);
+    break;
+  case PROFILIS_ATTR_STRING_ARRAY:
+    for (size_t i = 0; i < a->len; i++) {
+      uint32_t n = a->v.sa[i] ? (uint32_t)clip(strlen(a->v.sa[i]), limit) : 0;
+      memcpy(p, &n, 4);
+      if (n) memcpy(p + 4, a->v.sa[i], n);
+      p += 4 + n;
+    }
+    break;
+  case PROFILIS_ATTR_BOOL_ARRAY:
+    for (size_t i = 0; i < a->len; i++) p[i] = a->v.ba[i] ? 1 : 0;
+    break;
+  case PROFILIS_ATTR_INT_ARRAY:
+    if (a->len) memcpy(p, a->v.ia, a->len * 8);
+    break;
+  case PROFILIS_ATTR_DOUBLE_ARRAY:
+    if (a->len) memcpy(p, a->v.da, a->len * 8);
+    break;
+  }
+}
+
+int pf_attr_encode(pf_buf *b, const profilis_attr *a, uint32_t value_length_limit) {
+  if (!a || !a->key) return PROFILIS_EINVAL;
+  size_t klen = strlen(a->key);
+  size_t vlen = attr_value_size(a, value_length_limit);
+  if (klen == 0 || klen > UINT16_MAX || vlen == SIZE_MAX || vlen > UINT32_MAX / 2)
+    return PROFILIS_EINVAL;
+  int rc = pf_buf_reserve(b, sizeof(pf_attr_hdr) + klen + vlen);
+  if (rc) return rc;
+  pf_attr_hdr h = {.type = (uint8_t)a->type, .key_len = (uint16_t)klen, .val_len = (uint32_t)vlen};
+  uint8_t *p = b->p + b->len;
+  memcpy(p, &h, sizeof h);
+  memcpy(p + sizeof h, a->key, klen);
+  put_value(p + sizeof h + klen, a, value_length_limit);
+  b->len += sizeof h + klen + vlen;
+  return 0;
+}
+
+bool pf_attr_remove(pf_buf *b, const char *key, size_t key_len) {
+  size_t off = 0, start = 0;
+  pf_attr_view v;
+  while (start = off, pf_attr_next(b->p, b->len, &off, &v)) {
+    if (v.key_len == key_len && memcmp(v.key, key, key_len) == 0) {
+      memmove(b->p + start, b->p + off, b->len - off);
+      b->len -= off - start;
+      return true;
+    }
+  }
+  return false;
+}

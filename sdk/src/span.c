@@ -1,0 +1,511 @@
+/* Spans: start/end, attributes, events, links, status, and the thread's current-span stack.
+ * A live span is a pooled object (per-thread free list, buffers kept across reuse, so the
+ * steady state allocates nothing); ending it copies its compact record (pf_record.h) into the
+ * processor's ring and returns the object to the ending thread's pool. Ids come from a
+ * per-thread xoshiro256** generator seeded from the OS (and reseeded in a fork child). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "pf_provider.h"
+#include "profilis/trace.h"
+
+#define POOL_MAX 256               /* spans kept per thread */
+#define POOL_BUF_KEEP (64 * 1024)  /* larger buffers are freed instead of pooled */
+#define STACK_MAX 64
+
+typedef struct pf_ctx_entry {
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  uint8_t flags;
+  uint8_t valid;
+  profilis_span *span; /* NULL once that span has ended */
+} pf_ctx_entry;
+
+typedef struct pf_tls {
+  profilis_span *free_list;
+  uint32_t n_free;
+  uint32_t depth;
+  uint32_t overflow;
+  bool seeded;
+  bool registered;
+  uint64_t rng[4];
+  pf_ctx_entry stack[STACK_MAX];
+} pf_tls;
+
+static _Thread_local pf_tls tls;
+static pthread_key_t pool_key;
+static pthread_once_t pool_key_once = PTHREAD_ONCE_INIT;
+
+/* The handle returned when no real span can be made: never recording, invalid context. */
+static profilis_span noop_span;
+
+uint64_t profilis_now_ns(void) { return pf_real_ns(); }
+
+/* ---- ids ---- */
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static void rng_seed(void) {
+  uint64_t seed[4] = {0};
+  if (getrandom(seed, sizeof seed, 0) != (ssize_t)sizeof seed) {
+    uint64_t x = pf_mono_ns() ^ (uint64_t)(uintptr_t)&tls ^ pf_real_ns();
+    for (int i = 0; i < 4; i++) { /* splitmix64 */
+      x += 0x9e3779b97f4a7c15ull;
+      uint64_t z = x;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      seed[i] = z ^ (z >> 31);
+    }
+  }
+  if (!(seed[0] | seed[1] | seed[2] | seed[3])) seed[0] = 1;
+  memcpy(tls.rng, seed, sizeof seed);
+  tls.seeded = true;
+}
+
+static inline uint64_t rng_next(void) {
+  if (__builtin_expect(!tls.seeded, 0)) rng_seed();
+  uint64_t *s = tls.rng;
+  uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return result;
+}
+
+static void new_trace_id(uint8_t id[16]) {
+  uint64_t a, b;
+  do {
+    a = rng_next();
+    b = rng_next();
+  } while (!(a | b));
+  memcpy(id, &a, 8);
+  memcpy(id + 8, &b, 8);
+}
+
+static void new_span_id(uint8_t id[8]) {
+  uint64_t a;
+  do a = rng_next();
+  while (!a);
+  memcpy(id, &a, 8);
+}
+
+/* Called in a fork child: the child must not repeat the parent's ids. */
+void pf_span_fork_child(void) {
+  if (tls.seeded) rng_seed();
+}
+
+static bool ids_nonzero(const uint8_t *p, size_t n) {
+  uint8_t acc = 0;
+  for (size_t i = 0; i < n; i++) acc |= p[i];
+  return acc != 0;
+}
+
+bool profilis_span_context_is_valid(const profilis_span_context *ctx) {
+  return ctx && ids_nonzero(ctx->trace_id, 16) && ids_nonzero(ctx->span_id, 8);
+}
+
+/* ---- per-thread pool ---- */
+
+static void buf_trim(pf_buf *b) {
+  if (b->cap > POOL_BUF_KEEP) pf_buf_free(b);
+  b->len = 0;
+}
+
+static void span_free(profilis_span *s) {
+  pf_buf_free(&s->name);
+  pf_buf_free(&s->status_msg);
+  pf_buf_free(&s->tracestate);
+  pf_buf_free(&s->attrs);
+  pf_buf_free(&s->events);
+  pf_buf_free(&s->links);
+  free(s);
+}
+
+static void pool_destroy(void *arg) {
+  pf_tls *t = arg;
+  while (t->free_list) {
+    profilis_span *s = t->free_list;
+    t->free_list = s->next_free;
+    span_free(s);
+  }
+  t->n_free = 0;
+}
+
+static void pool_key_init(void) { pthread_key_create(&pool_key, pool_destroy); }
+
+static profilis_span *pool_get(void) {
+  profilis_span *s = tls.free_list;
+  if (s) {
+    tls.free_list = s->next_free;
+    tls.n_free--;
+    return s;
+  }
+  if (!tls.registered) { /* free this thread's pool when it exits */
+    pthread_once(&pool_key_once, pool_key_init);
+    pthread_setspecific(pool_key, &tls);
+    tls.registered = true;
+  }
+  return calloc(1, sizeof *s);
+}
+
+static void pool_put(profilis_span *s) {
+  if (tls.n_free >= POOL_MAX) {
+    span_free(s);
+    return;
+  }
+  buf_trim(&s->name);
+  buf_trim(&s->status_msg);
+  buf_trim(&s->tracestate);
+  buf_trim(&s->attrs);
+  buf_trim(&s->events);
+  buf_trim(&s->links);
+  s->next_free = tls.free_list;
+  tls.free_list = s;
+  tls.n_free++;
+}
+
+/* ---- current-span stack ---- */
+
+int profilis_context_push(profilis_span *s) {
+  if (tls.depth >= STACK_MAX) {
+    tls.overflow++;
+    return PROFILIS_ELIMIT;
+  }
+  pf_ctx_entry *e = &tls.stack[tls.depth++];
+  if (!s) s = &noop_span;
+  memcpy(e->trace_id, s->rec.trace_id, 16);
+  memcpy(e->span_id, s->rec.span_id, 8);
+  e->flags = s->rec.trace_flags;
+  e->valid = s != &noop_span && s->in_use;
+  e->span = s;
+  return 0;
+}
+
+void profilis_context_pop(void) {
+  if (tls.overflow) tls.overflow--;
+  else if (tls.depth) tls.depth--;
+}
+
+profilis_span *profilis_context_current(void) {
+  if (!tls.depth) return NULL;
+  profilis_span *s = tls.stack[tls.depth - 1].span;
+  return s ? s : &noop_span;
+}
+
+/* Forgets `s` in the stack so an ended (recycled) span is never reached through it. */
+static void stack_forget(profilis_span *s) {
+  for (uint32_t i = tls.depth; i-- > 0;)
+    if (tls.stack[i].span == s) tls.stack[i].span = NULL;
+}
+
+/* ---- start ---- */
+
+static uint16_t clip16(size_t n) { return n > UINT16_MAX ? UINT16_MAX : (uint16_t)n; }
+
+static int set_text(pf_buf *b, const char *s, size_t n) {
+  pf_buf_reset(b);
+  return pf_buf_append(b, s, n);
+}
+
+/* Resolves the parent: explicit context, else the innermost current span (unless root).
+ * Fills ids/flags into pc and the tracestate into s. Returns pc or NULL for a root span. */
+static const profilis_span_context *resolve_parent(profilis_span *s, const profilis_span_opts *o,
+                                                   profilis_span_context *pc) {
+  if (o->parent) {
+    if (!profilis_span_context_is_valid(o->parent)) return NULL;
+    size_t tl = o->parent->tracestate_len;
+    if (tl > PROFILIS_TRACESTATE_MAX) tl = PROFILIS_TRACESTATE_MAX;
+    set_text(&s->tracestate, o->parent->tracestate, tl);
+    return o->parent;
+  }
+  if (o->root || !tls.depth) return NULL;
+  const pf_ctx_entry *e = &tls.stack[tls.depth - 1];
+  if (!e->valid) return NULL;
+  memcpy(pc->trace_id, e->trace_id, 16);
+  memcpy(pc->span_id, e->span_id, 8);
+  pc->trace_flags = e->flags;
+  pc->is_remote = 0;
+  pc->tracestate_len = 0;
+  if (e->span && e->span->tracestate.len)
+    set_text(&s->tracestate, (const char *)e->span->tracestate.p, e->span->tracestate.len);
+  return pc;
+}
+
+static void span_init(profilis_span *s, profilis_tracer *t, const profilis_span_opts *o) {
+  memset(&s->rec, 0, sizeof s->rec);
+  s->tracer = t;
+  s->rec.scope = &t->scope;
+  s->rec.kind = (uint8_t)(o->kind ? o->kind : PROFILIS_SPAN_KIND_INTERNAL);
+  pf_buf_reset(&s->name);
+  pf_buf_reset(&s->status_msg);
+  pf_buf_reset(&s->tracestate);
+  pf_buf_reset(&s->attrs);
+  pf_buf_reset(&s->events);
+  pf_buf_reset(&s->links);
+  s->in_use = true;
+}
+
+static void span_add_initial(profilis_span *s, const profilis_span_opts *o) {
+  for (size_t i = 0; i < o->n_attrs; i++) profilis_span_set_attr(s, &o->attrs[i]);
+  for (size_t i = 0; i < o->n_links; i++) profilis_span_add_link(s, &o->links[i], NULL, 0);
+}
+
+int profilis_span_start(profilis_tracer *t, const char *name, const profilis_span_opts *opts,
+                        profilis_span **out) {
+  if (!out) return PROFILIS_EINVAL;
+  *out = &noop_span;
+  if (!t || !name) return PROFILIS_EINVAL;
+  profilis_provider *p = t->provider;
+  if (p->disabled) return PROFILIS_EDISABLED;
+  profilis_span_opts o = {0};
+  if (opts) memcpy(&o, opts, opts->size && opts->size < sizeof o ? opts->size : sizeof o);
+  profilis_span *s = pool_get();
+  if (!s) return PROFILIS_ENOMEM;
+  span_init(s, t, &o);
+  profilis_span_context pc;
+  const profilis_span_context *parent = resolve_parent(s, &o, &pc);
+  if (parent) {
+    memcpy(s->rec.trace_id, parent->trace_id, 16);
+    memcpy(s->rec.parent_span_id, parent->span_id, 8);
+    s->rec.has_parent = 1;
+  } else {
+    new_trace_id(s->rec.trace_id);
+  }
+  new_span_id(s->rec.span_id);
+  s->recording = pf_sampler_should_sample(&p->cfg, parent, s->rec.trace_id);
+  s->rec.trace_flags = s->recording ? PROFILIS_TRACE_FLAG_SAMPLED : 0;
+  if (!s->recording) {
+    atomic_fetch_add_explicit(&p->sampled_out, 1, memory_order_relaxed);
+  } else {
+    atomic_fetch_add_explicit(&p->started, 1, memory_order_relaxed);
+    s->rec.start_ns = o.start_time_ns ? o.start_time_ns : pf_real_ns();
+    set_text(&s->name, name, clip16(strlen(name)));
+    span_add_initial(s, &o);
+  }
+  *out = s;
+  return 0;
+}
+
+profilis_span *profilis_span_begin(profilis_tracer *t, const char *name) {
+  profilis_span *s;
+  profilis_span_start(t, name, NULL, &s);
+  return s;
+}
+
+/* ---- end ---- */
+
+static void queue_record(profilis_span *s, uint64_t end_ns) {
+  pf_bsp *b = &s->tracer->provider->bsp;
+  pf_span_rec *h = &s->rec;
+  size_t total = sizeof *h + s->name.len + s->status_msg.len + s->tracestate.len + s->attrs.len +
+                 s->events.len + s->links.len;
+  if (total > UINT32_MAX / 2) {
+    pf_bsp_count_drop(b, "span too large");
+    return;
+  }
+  h->end_ns = end_ns < h->start_ns ? h->start_ns : end_ns;
+  h->size = (uint32_t)total;
+  h->name_len = (uint16_t)s->name.len;
+  h->status_msg_len = (uint16_t)s->status_msg.len;
+  h->tracestate_len = (uint16_t)s->tracestate.len;
+  h->attrs_len = (uint32_t)s->attrs.len;
+  h->events_len = (uint32_t)s->events.len;
+  h->links_len = (uint32_t)s->links.len;
+  uint8_t *q = pf_bsp_reserve(b, total);
+  if (!q) return;
+  uint8_t *rec = q;
+  memcpy(q, h, sizeof *h);
+  q += sizeof *h;
+  const pf_buf *secs[] = {&s->name, &s->status_msg, &s->tracestate,
+                          &s->attrs, &s->events,     &s->links};
+  for (size_t i = 0; i < sizeof secs / sizeof secs[0]; i++) {
+    if (secs[i]->len) memcpy(q, secs[i]->p, secs[i]->len);
+    q += secs[i]->len;
+  }
+  pf_bsp_commit(b, rec);
+}
+
+void profilis_span_end_at(profilis_span *s, uint64_t end_time_ns) {
+  if (!s || s == &noop_span || !s->in_use) return;
+  if (s->recording) queue_record(s, end_time_ns ? end_time_ns : pf_real_ns());
+  s->in_use = false;
+  stack_forget(s);
+  pool_put(s);
+}
+
+void profilis_span_end(profilis_span *s) { profilis_span_end_at(s, 0); }
+
+/* ---- attributes, events, links, status ---- */
+
+static inline bool recording(const profilis_span *s) { return s && s->recording && s->in_use; }
+
+int profilis_span_set_attr(profilis_span *s, const profilis_attr *a) {
+  if (!recording(s)) return PROFILIS_ENOTRECORDING;
+  if (!a || !a->key || !a->key[0]) return PROFILIS_EINVAL;
+  const pf_config *c = &s->tracer->provider->cfg;
+  size_t klen = strlen(a->key);
+  if (s->rec.n_attrs && pf_attr_remove(&s->attrs, a->key, klen)) s->rec.n_attrs--;
+  else if (s->rec.n_attrs >= c->o.attribute_count_limit) {
+    s->rec.dropped_attrs++;
+    return PROFILIS_ELIMIT;
+  }
+  int rc = pf_attr_encode(&s->attrs, a, c->o.attribute_value_length_limit);
+  if (rc == 0) s->rec.n_attrs++;
+  return rc;
+}
+
+int profilis_span_set_str(profilis_span *s, const char *key, const char *value) {
+  profilis_attr a = {.key = key, .type = PROFILIS_ATTR_STRING, .v.s = value ? value : ""};
+  return profilis_span_set_attr(s, &a);
+}
+
+int profilis_span_set_strn(profilis_span *s, const char *key, const char *value, size_t len) {
+  if (len == 0) return profilis_span_set_str(s, key, "");
+  profilis_attr a = {.key = key, .type = PROFILIS_ATTR_STRING, .len = len, .v.s = value};
+  return value ? profilis_span_set_attr(s, &a) : PROFILIS_EINVAL;
+}
+
+int profilis_span_set_bool(profilis_span *s, const char *key, bool value) {
+  profilis_attr a = PROFILIS_ATTR_BOOL(key, value);
+  return profilis_span_set_attr(s, &a);
+}
+
+int profilis_span_set_int(profilis_span *s, const char *key, int64_t value) {
+  profilis_attr a = PROFILIS_ATTR_INT(key, value);
+  return profilis_span_set_attr(s, &a);
+}
+
+int profilis_span_set_double(profilis_span *s, const char *key, double value) {
+  profilis_attr a = PROFILIS_ATTR_DOUBLE(key, value);
+  return profilis_span_set_attr(s, &a);
+}
+
+/* Appends attrs (first `limit` valid ones) to b; returns the number kept, counts the rest. */
+static uint16_t encode_attr_list(pf_buf *b, const profilis_attr *attrs, size_t n, uint32_t limit,
+                                 uint32_t vlimit, uint32_t *dropped) {
+  uint16_t kept = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (kept >= limit || kept == UINT16_MAX) {
+      (*dropped)++;
+      continue;
+    }
+    if (pf_attr_encode(b, &attrs[i], vlimit) == 0) kept++;
+    else (*dropped)++;
+  }
+  return kept;
+}
+
+int profilis_span_add_event(profilis_span *s, const char *name, uint64_t time_ns,
+                            const profilis_attr *attrs, size_t n_attrs) {
+  if (!recording(s)) return PROFILIS_ENOTRECORDING;
+  if (!name) return PROFILIS_EINVAL;
+  const pf_config *c = &s->tracer->provider->cfg;
+  if (s->rec.n_events >= c->o.event_count_limit || s->rec.n_events == UINT16_MAX) {
+    s->rec.dropped_events++;
+    return PROFILIS_ELIMIT;
+  }
+  size_t start = s->events.len, nlen = clip16(strlen(name));
+  pf_event_hdr h = {.time_ns = time_ns ? time_ns : pf_real_ns(), .name_len = (uint32_t)nlen};
+  if (pf_buf_append(&s->events, &h, sizeof h) || pf_buf_append(&s->events, name, nlen))
+    goto nomem;
+  size_t a0 = s->events.len;
+  h.n_attrs = encode_attr_list(&s->events, attrs, n_attrs, c->o.event_attribute_count_limit,
+                               c->o.attribute_value_length_limit, &h.dropped_attrs);
+  h.attrs_len = (uint32_t)(s->events.len - a0);
+  memcpy(s->events.p + start, &h, sizeof h);
+  s->rec.n_events++;
+  return 0;
+nomem:
+  s->events.len = start;
+  return PROFILIS_ENOMEM;
+}
+
+int profilis_span_add_link(profilis_span *s, const profilis_span_context *ctx,
+                           const profilis_attr *attrs, size_t n_attrs) {
+  if (!recording(s)) return PROFILIS_ENOTRECORDING;
+  if (!profilis_span_context_is_valid(ctx)) return PROFILIS_EINVAL;
+  const pf_config *c = &s->tracer->provider->cfg;
+  if (s->rec.n_links >= c->o.link_count_limit || s->rec.n_links == UINT16_MAX) {
+    s->rec.dropped_links++;
+    return PROFILIS_ELIMIT;
+  }
+  size_t start = s->links.len;
+  size_t tl = ctx->tracestate_len > PROFILIS_TRACESTATE_MAX ? 0 : ctx->tracestate_len;
+  pf_link_hdr h = {.flags = ctx->trace_flags, .tracestate_len = (uint16_t)tl};
+  memcpy(h.trace_id, ctx->trace_id, 16);
+  memcpy(h.span_id, ctx->span_id, 8);
+  if (pf_buf_append(&s->links, &h, sizeof h) || pf_buf_append(&s->links, ctx->tracestate, tl))
+    goto nomem;
+  size_t a0 = s->links.len;
+  h.n_attrs = encode_attr_list(&s->links, attrs, n_attrs, c->o.link_attribute_count_limit,
+                               c->o.attribute_value_length_limit, &h.dropped_attrs);
+  h.attrs_len = (uint32_t)(s->links.len - a0);
+  memcpy(s->links.p + start, &h, sizeof h);
+  s->rec.n_links++;
+  return 0;
+nomem:
+  s->links.len = start;
+  return PROFILIS_ENOMEM;
+}
+
+int profilis_span_set_status(profilis_span *s, profilis_status_code code, const char *message) {
+  if (!recording(s)) return PROFILIS_ENOTRECORDING;
+  if (code == PROFILIS_STATUS_UNSET || s->rec.status_code == PROFILIS_STATUS_OK) return 0;
+  if (code != PROFILIS_STATUS_OK && code != PROFILIS_STATUS_ERROR) return PROFILIS_EINVAL;
+  s->rec.status_code = (uint8_t)code;
+  pf_buf_reset(&s->status_msg);
+  if (code == PROFILIS_STATUS_ERROR && message)
+    return pf_buf_append(&s->status_msg, message, clip16(strlen(message)));
+  return 0;
+}
+
+int profilis_span_record_exception(profilis_span *s, const char *type, const char *message) {
+  if (!recording(s)) return PROFILIS_ENOTRECORDING;
+  profilis_attr a[2];
+  size_t n = 0;
+  if (type) a[n++] = PROFILIS_ATTR_STR("exception.type", type);
+  if (message) a[n++] = PROFILIS_ATTR_STR("exception.message", message);
+  if (n == 0) return PROFILIS_EINVAL;
+  int rc = profilis_span_add_event(s, "exception", 0, a, n);
+  int rc2 = profilis_span_set_status(s, PROFILIS_STATUS_ERROR, message ? message : type);
+  return rc ? rc : rc2;
+}
+
+int profilis_span_update_name(profilis_span *s, const char *name) {
+  if (!recording(s)) return PROFILIS_ENOTRECORDING;
+  if (!name) return PROFILIS_EINVAL;
+  return set_text(&s->name, name, clip16(strlen(name)));
+}
+
+bool profilis_span_is_recording(const profilis_span *s) { return recording(s); }
+
+int profilis_span_get_context(const profilis_span *s, profilis_span_context *out) {
+  if (!s || !out) return PROFILIS_EINVAL;
+  memcpy(out->trace_id, s->rec.trace_id, 16);
+  memcpy(out->span_id, s->rec.span_id, 8);
+  out->trace_flags = s->rec.trace_flags;
+  out->is_remote = 0;
+  size_t tl = s->in_use && s->tracestate.len <= PROFILIS_TRACESTATE_MAX ? s->tracestate.len : 0;
+  if (tl) memcpy(out->tracestate, s->tracestate.p, tl);
+  out->tracestate[tl] = '\0';
+  out->tracestate_len = (uint16_t)tl;
+  return 0;
+}
+
+/* ---- scoped spans ---- */
+
+profilis_span *profilis__scope_enter(profilis_tracer *t, const char *name) {
+  profilis_span *s = profilis_span_begin(t, name);
+  profilis_context_push(s);
+  return s;
+}
+
+void profilis__scope_exit(profilis_span **sp) {
+  profilis_context_pop();
+  profilis_span_end(*sp);
+}
