@@ -74,13 +74,13 @@ void *pf_bsp_reserve(pf_bsp *b, size_t len) {
     pf_bsp_count_drop(b, "queue full");
     return NULL;
   }
-  if (count_after % b->cfg->o.max_export_batch_size == 0) wake_exporter(b);
+  if ((count_after & b->wake_mask) == 0) wake_exporter(b);
   return p;
 }
 
 void pf_bsp_commit(pf_bsp *b, void *rec) {
+  (void)b;
   pf_ring_commit(rec);
-  atomic_fetch_add_explicit(&b->queued, 1, memory_order_relaxed);
 }
 
 /* Copies up to max records out of the ring into the batch. Returns the count. When a record is
@@ -107,9 +107,11 @@ static size_t collect(pf_bsp *b, size_t max, bool patient) {
     b->batch_bytes.len = at;
     pf_buf_append(&b->batch_bytes, rec, size);
     pf_ring_release(&b->ring, len);
+    if ((n & 63) == 63) pf_ring_publish(&b->ring);
     b->batch_ptrs[n++] = (const pf_span_rec *)(uintptr_t)at; /* offset until the copy ends */
     offs_len = n;
   }
+  pf_ring_publish(&b->ring);
   for (size_t i = 0; i < offs_len; i++)
     b->batch_ptrs[i] = (const pf_span_rec *)(b->batch_bytes.p + (uintptr_t)b->batch_ptrs[i]);
   return n;
@@ -161,9 +163,14 @@ static void wait_for_work(pf_bsp *b) {
 
 static void *exporter_main(void *arg) {
   pf_bsp *b = arg;
+  uint64_t next_calibration = 0;
   pthread_mutex_lock(&b->mu);
   for (;;) {
     wait_for_work(b);
+    if (pf_mono_ns() >= next_calibration) {
+      pf_clock_recalibrate();
+      next_calibration = pf_mono_ns() + 1000000000ull;
+    }
     uint64_t want = b->flush_req;
     bool stopping = b->stop;
     pthread_mutex_unlock(&b->mu);
@@ -198,6 +205,9 @@ int pf_bsp_start(pf_bsp *b, const pf_config *cfg, pf_exporter *exporter,
   b->exporter = exporter;
   b->resource = resource;
   b->batch_cap = cfg->o.max_export_batch_size;
+  b->wake_mask = 1; /* wake every power of two <= batch size records */
+  while (b->wake_mask * 2 <= b->batch_cap) b->wake_mask *= 2;
+  b->wake_mask -= 1;
   int rc = init_sync(b);
   if (rc) return rc;
   rc = pf_ring_init(&b->ring, cfg->o.max_queue_bytes, cfg->o.max_queue_size);
@@ -286,11 +296,12 @@ void pf_bsp_fork_parent(pf_bsp *b) { pthread_mutex_unlock(&b->mu); }
  * gone, so the queue (which the parent will export) is emptied and a fresh thread started. */
 void pf_bsp_fork_child(pf_bsp *b) {
   init_sync(b);
+  atomic_store(&b->ring.head, 0);
+  atomic_store(&b->ring.reserved, 0);
   pf_ring_clear(&b->ring);
   pf_buf_reset(&b->batch_bytes);
   b->flush_req = b->flush_done = 0;
   atomic_store(&b->cancel, 0);
-  atomic_store(&b->queued, 0);
   atomic_store(&b->exported, 0);
   atomic_store(&b->dropped, 0);
   atomic_store(&b->failed, 0);

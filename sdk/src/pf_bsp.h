@@ -33,8 +33,9 @@ typedef struct pf_bsp {
   pf_buf batch_bytes;
   const pf_span_rec **batch_ptrs;
   size_t batch_cap;
+  uint64_t wake_mask;
 
-  _Atomic uint64_t queued, exported, dropped, failed, rejected, batches;
+  _Atomic uint64_t exported, dropped, failed, rejected, batches;
   pf_ratelimit drop_log;
 } pf_bsp;
 

@@ -42,3 +42,11 @@ static inline int pf_deadline_ms_left(const pf_deadline *d, int cap_ms) {
 void pf_sleep_ms(const pf_deadline *d, uint32_t ms);
 
 #endif
+
+/* Wall-clock nanoseconds for span timestamps, cheaper than clock_gettime: on x86-64 with an
+ * invariant TSC (and the kernel itself using the TSC) it scales the cycle counter from an
+ * anchor taken with CLOCK_REALTIME; elsewhere, or with PROFILIS_CLOCK=system, it is
+ * pf_real_ns(). pf_clock_recalibrate() re-anchors (the exporter thread calls it about once a
+ * second) so the scaled clock follows NTP adjustments. */
+uint64_t pf_clock_now_ns(void);
+void pf_clock_recalibrate(void);

@@ -180,7 +180,7 @@ int profilis_provider_stats(const profilis_provider *p, profilis_stats *out) {
   out->spans_sampled_out = atomic_load(&p->sampled_out);
   if (p->disabled) return 0;
   pf_bsp *b = (pf_bsp *)&p->bsp;
-  out->spans_queued = atomic_load(&b->queued);
+  out->spans_queued = pf_ring_total(&b->ring);
   out->spans_exported = atomic_load(&b->exported);
   out->spans_dropped = atomic_load(&b->dropped);
   out->spans_failed = atomic_load(&b->failed);

@@ -1,5 +1,6 @@
 /* Bounded MPSC byte ring (see pf_ring.h for the protocol). Space is reserved with a CAS on
- * the head cursor; the record count bound uses a separate counter taken before the space. */
+ * the head cursor; the record bound uses a counter on the same cache line. The consumer keeps
+ * its progress private and publishes it once per batch, so producers rarely miss in cache. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,26 +35,27 @@ void pf_ring_destroy(pf_ring *r) {
 
 void pf_ring_clear(pf_ring *r) {
   memset(r->buf, 0, r->cap);
-  atomic_store(&r->head, 0);
-  atomic_store(&r->tail, 0);
-  atomic_store(&r->count, 0);
-  atomic_store(&r->bytes, 0);
+  uint64_t h = atomic_load(&r->head);
+  r->ctail = r->chead = h;
+  r->creleased = atomic_load(&r->reserved);
+  pf_ring_publish(r);
 }
 
-static bool take_count(pf_ring *r, uint64_t *count_after) {
-  uint64_t c = atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
-  if (c >= r->max_records) {
-    atomic_fetch_sub_explicit(&r->count, 1, memory_order_relaxed);
-    return false;
+/* Takes one record slot; returns the record's sequence number + 1, or 0 when full. */
+static uint64_t take_count(pf_ring *r) {
+  uint64_t res = atomic_fetch_add_explicit(&r->reserved, 1, memory_order_relaxed);
+  uint64_t rel = atomic_load_explicit(&r->released, memory_order_acquire);
+  if (res - rel >= r->max_records) {
+    atomic_fetch_sub_explicit(&r->reserved, 1, memory_order_relaxed);
+    return 0;
   }
-  *count_after = c + 1;
-  return true;
+  return res + 1;
 }
 
-void *pf_ring_reserve(pf_ring *r, size_t len, uint64_t *count_after) {
+void *pf_ring_reserve(pf_ring *r, size_t len, uint64_t *seq) {
   size_t need = slot_size(len);
   if (need > r->cap / 2) return NULL;
-  if (!take_count(r, count_after)) return NULL;
+  if (!(*seq = take_count(r))) return NULL;
   uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
   size_t off, pad;
   for (;;) {
@@ -61,7 +63,7 @@ void *pf_ring_reserve(pf_ring *r, size_t len, uint64_t *count_after) {
     off = (size_t)(h & (r->cap - 1));
     pad = off + need > r->cap ? r->cap - off : 0;
     if (h + pad + need - t > r->cap) {
-      atomic_fetch_sub_explicit(&r->count, 1, memory_order_relaxed);
+      atomic_fetch_sub_explicit(&r->reserved, 1, memory_order_relaxed);
       return NULL;
     }
     if (atomic_compare_exchange_weak_explicit(&r->head, &h, h + pad + need, memory_order_acq_rel,
@@ -74,7 +76,6 @@ void *pf_ring_reserve(pf_ring *r, size_t len, uint64_t *count_after) {
     atomic_store_explicit(&ph->state, 2, memory_order_release);
     off = 0;
   }
-  atomic_fetch_add_explicit(&r->bytes, need, memory_order_relaxed);
   pf_ring_hdr *hd = (pf_ring_hdr *)(r->buf + off);
   hd->len = (uint32_t)need;
   return hd + 1;
@@ -88,9 +89,11 @@ void pf_ring_commit(void *rec) {
 const void *pf_ring_peek(pf_ring *r, size_t *len, bool *busy) {
   *busy = false;
   for (;;) {
-    uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
-    if (t == h) return NULL;
+    uint64_t t = r->ctail;
+    if (t == r->chead) { /* re-read the producers' cursor only when caught up with it */
+      r->chead = atomic_load_explicit(&r->head, memory_order_acquire);
+      if (t == r->chead) return NULL;
+    }
     pf_ring_hdr *hd = (pf_ring_hdr *)(r->buf + (t & (r->cap - 1)));
     uint32_t st = atomic_load_explicit(&hd->state, memory_order_acquire);
     if (st == 0) {
@@ -100,7 +103,7 @@ const void *pf_ring_peek(pf_ring *r, size_t *len, bool *busy) {
     if (st == 2) { /* padding: zero it and move on */
       uint32_t plen = hd->len;
       memset(hd, 0, plen);
-      atomic_store_explicit(&r->tail, t + plen, memory_order_release);
+      r->ctail = t + plen;
       continue;
     }
     *len = hd->len - sizeof *hd;
@@ -109,12 +112,15 @@ const void *pf_ring_peek(pf_ring *r, size_t *len, bool *busy) {
 }
 
 void pf_ring_release(pf_ring *r, size_t len) {
-  uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-  pf_ring_hdr *hd = (pf_ring_hdr *)(r->buf + (t & (r->cap - 1)));
+  pf_ring_hdr *hd = (pf_ring_hdr *)(r->buf + (r->ctail & (r->cap - 1)));
   uint32_t slot = hd->len;
   (void)len;
-  memset(hd, 0, slot);
-  atomic_fetch_sub_explicit(&r->bytes, slot, memory_order_relaxed);
-  atomic_store_explicit(&r->tail, t + slot, memory_order_release);
-  atomic_fetch_sub_explicit(&r->count, 1, memory_order_release);
+  memset(hd, 0, slot); /* stale bytes must never look like a published header */
+  r->ctail += slot;
+  r->creleased++;
+}
+
+void pf_ring_publish(pf_ring *r) {
+  atomic_store_explicit(&r->tail, r->ctail, memory_order_release);
+  atomic_store_explicit(&r->released, r->creleased, memory_order_release);
 }

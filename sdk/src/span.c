@@ -41,7 +41,7 @@ static pthread_once_t pool_key_once = PTHREAD_ONCE_INIT;
 /* The handle returned when no real span can be made: never recording, invalid context. */
 static profilis_span noop_span;
 
-uint64_t profilis_now_ns(void) { return pf_real_ns(); }
+uint64_t profilis_now_ns(void) { return pf_clock_now_ns(); }
 
 /* ---- ids ---- */
 
@@ -50,7 +50,7 @@ static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k
 static void rng_seed(void) {
   uint64_t seed[4] = {0};
   if (getrandom(seed, sizeof seed, 0) != (ssize_t)sizeof seed) {
-    uint64_t x = pf_mono_ns() ^ (uint64_t)(uintptr_t)&tls ^ pf_real_ns();
+    uint64_t x = pf_mono_ns() ^ (uint64_t)(uintptr_t)&tls ^ pf_clock_now_ns();
     for (int i = 0; i < 4; i++) { /* splitmix64 */
       x += 0x9e3779b97f4a7c15ull;
       uint64_t z = x;
@@ -283,7 +283,7 @@ int profilis_span_start(profilis_tracer *t, const char *name, const profilis_spa
     atomic_fetch_add_explicit(&p->sampled_out, 1, memory_order_relaxed);
   } else {
     atomic_fetch_add_explicit(&p->started, 1, memory_order_relaxed);
-    s->rec.start_ns = o.start_time_ns ? o.start_time_ns : pf_real_ns();
+    s->rec.start_ns = o.start_time_ns ? o.start_time_ns : pf_clock_now_ns();
     set_text(&s->name, name, clip16(strlen(name)));
     span_add_initial(s, &o);
   }
@@ -332,7 +332,7 @@ static void queue_record(profilis_span *s, uint64_t end_ns) {
 
 void profilis_span_end_at(profilis_span *s, uint64_t end_time_ns) {
   if (!s || s == &noop_span || !s->in_use) return;
-  if (s->recording) queue_record(s, end_time_ns ? end_time_ns : pf_real_ns());
+  if (s->recording) queue_record(s, end_time_ns ? end_time_ns : pf_clock_now_ns());
   s->in_use = false;
   stack_forget(s);
   pool_put(s);
@@ -410,7 +410,7 @@ int profilis_span_add_event(profilis_span *s, const char *name, uint64_t time_ns
     return PROFILIS_ELIMIT;
   }
   size_t start = s->events.len, nlen = clip16(strlen(name));
-  pf_event_hdr h = {.time_ns = time_ns ? time_ns : pf_real_ns(), .name_len = (uint32_t)nlen};
+  pf_event_hdr h = {.time_ns = time_ns ? time_ns : pf_clock_now_ns(), .name_len = (uint32_t)nlen};
   if (pf_buf_append(&s->events, &h, sizeof h) || pf_buf_append(&s->events, name, nlen))
     goto nomem;
   size_t a0 = s->events.len;
