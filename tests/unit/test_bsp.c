@@ -175,6 +175,7 @@ static void test_ring_wraps_and_bounds(void **state) {
     assert_int_equal(q[0], round & 0xff);
     assert_int_equal(q[len - 1], round & 0xff);
     pf_ring_release(&r, got);
+    pf_ring_publish(&r);
     total += len;
   }
   assert_int_equal(pf_ring_count(&r), 0);
