@@ -89,6 +89,12 @@ static inline const uint8_t *pf_rec_events(const pf_span_rec *r) {
 static inline const uint8_t *pf_rec_links(const pf_span_rec *r) {
   return pf_rec_events(r) + r->events_len;
 }
+/* True when the sections fit inside r->size; exporters skip a record that fails this. */
+static inline bool pf_rec_sections_fit(const pf_span_rec *r) {
+  uint64_t need = (uint64_t)sizeof *r + r->name_len + r->status_msg_len + r->tracestate_len +
+                  r->attrs_len + r->events_len + r->links_len;
+  return need <= r->size;
+}
 
 /* One decoded attribute; key/value point into the record. */
 typedef struct pf_attr_view {

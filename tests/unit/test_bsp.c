@@ -147,7 +147,7 @@ static void test_multi_producer_block_policy_delivers_all(void **state) {
   assert_int_equal(cap->n, THREADS * PER);
   long sum = 0;
   for (size_t i = 0; i < cap->n; i++) {
-    pf_attr_view v;
+    pf_attr_view v = {0};
     assert_true(rec_attr(cap->recs[i], "i", &v));
     sum += pf_rd_i64(v.val);
   }

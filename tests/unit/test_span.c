@@ -101,7 +101,7 @@ static void test_scoped_macro(void **state) {
   assert_int_equal(f.cap->n, 2 + 3 + 2 + 2);
   const pf_span_rec *o = cap_find(f.cap, "outer"), *in = cap_find(f.cap, "inner");
   assert_memory_equal(in->parent_span_id, o->span_id, 8);
-  pf_attr_view v;
+  pf_attr_view v = {0};
   assert_true(rec_attr(in, "depth", &v));
   assert_int_equal(pf_rd_i64(v.val), 2);
   const pf_span_rec *ir = cap_find(f.cap, "inner_return"), *rr = cap_find(f.cap, "returns");
@@ -150,7 +150,7 @@ static void test_attributes_and_limits(void **state) {
   assert_non_null(r);
   assert_int_equal(r->n_attrs, 3);
   assert_int_equal(r->dropped_attrs, 2);
-  pf_attr_view v;
+  pf_attr_view v = {0};
   assert_true(rec_attr(r, "a", &v));
   assert_int_equal(v.val_len, 5);
   assert_memory_equal(v.val, "01234", 5);
@@ -162,7 +162,7 @@ static void test_attributes_and_limits(void **state) {
   assert_int_equal(r->n_events, 2);
   assert_int_equal(r->dropped_events, 1);
   size_t off = 0;
-  pf_event_view e;
+  pf_event_view e = {0};
   assert_true(pf_event_next(pf_rec_events(r), r->events_len, &off, &e));
   assert_int_equal(e.h.n_attrs, 1);
   assert_int_equal(e.h.dropped_attrs, 1);
@@ -172,7 +172,7 @@ static void test_attributes_and_limits(void **state) {
   assert_int_equal(r->n_links, 1);
   assert_int_equal(r->dropped_links, 1);
   off = 0;
-  pf_link_view l;
+  pf_link_view l = {0};
   assert_true(pf_link_next(pf_rec_links(r), r->links_len, &off, &l));
   assert_memory_equal(l.tracestate, "v=1", 3);
   assert_int_equal(l.h.trace_id[0], 1);
@@ -195,7 +195,7 @@ static void test_status_and_exception(void **state) {
   assert_int_equal(r->status_code, PROFILIS_STATUS_ERROR);
   assert_int_equal(r->status_msg_len, strlen("disk full"));
   size_t off = 0;
-  pf_event_view e;
+  pf_event_view e = {0};
   assert_true(pf_event_next(pf_rec_events(r), r->events_len, &off, &e));
   assert_memory_equal(e.name, "exception", 9);
   assert_int_equal(e.h.n_attrs, 2);

@@ -1,0 +1,258 @@
+/* JSON text writer (see json_write.h). Strings are copied in runs of bytes that need no
+ * escaping; the rest is escaped or, for ill-formed UTF-8, replaced by U+FFFD following the
+ * Unicode "maximal subpart" practice (one replacement per broken sequence prefix). Numbers are
+ * formatted without the C locale's help where it could put a ',' in them. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json_write.h"
+#include "profilis/common.h"
+
+int pf_json_raw(pf_json *j, const char *s, size_t n) {
+  if (!j->err) j->err = pf_buf_append(j->out, s, n);
+  return j->err;
+}
+
+int pf_json_lit(pf_json *j, const char *lit) { return pf_json_raw(j, lit, strlen(lit)); }
+
+/* Length of the well-formed UTF-8 sequence at s (2..4), or 0 with *bad set to the length of
+ * its maximal ill-formed prefix (>= 1), per the Unicode table of well-formed byte sequences. */
+static size_t utf8_seq(const uint8_t *s, size_t n, size_t *bad) {
+  uint8_t c = s[0], lo = 0x80, hi = 0xBF;
+  size_t more;
+  if (c >= 0xC2 && c <= 0xDF) {
+    more = 1;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    more = 2;
+    if (c == 0xE0) lo = 0xA0; /* no overlong forms */
+    if (c == 0xED) hi = 0x9F; /* no UTF-16 surrogates */
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    more = 3;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F; /* nothing above U+10FFFF */
+  } else {
+    *bad = 1;
+    return 0;
+  }
+  for (size_t i = 1; i <= more; i++) {
+    if (i >= n || s[i] < lo || s[i] > hi) {
+      *bad = i;
+      return 0;
+    }
+    lo = 0x80;
+    hi = 0xBF;
+  }
+  return more + 1;
+}
+
+static inline bool plain_byte(uint8_t c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; }
+
+/* Writes the escape for one byte below 0x80 that is not plain. Room is reserved by the caller. */
+static char *put_escape(char *d, uint8_t c) {
+  static const char hex[] = "0123456789abcdef";
+  *d++ = '\\';
+  switch (c) {
+  case '"':
+    *d++ = '"';
+    break;
+  case '\\':
+    *d++ = '\\';
+    break;
+  case '\b':
+    *d++ = 'b';
+    break;
+  case '\f':
+    *d++ = 'f';
+    break;
+  case '\n':
+    *d++ = 'n';
+    break;
+  case '\r':
+    *d++ = 'r';
+    break;
+  case '\t':
+    *d++ = 't';
+    break;
+  default:
+    memcpy(d, "u00", 3);
+    d[3] = hex[c >> 4];
+    d[4] = hex[c & 15];
+    d += 5;
+  }
+  return d;
+}
+
+int pf_json_escape(pf_json *j, const char *str, size_t n) {
+  if (j->err || n == 0) return j->err;
+  /* worst case: every byte becomes \u00XX (6 bytes) or part of one U+FFFD (3) */
+  j->err = n > SIZE_MAX / 6 ? PROFILIS_ENOMEM : pf_buf_reserve(j->out, n * 6);
+  if (j->err) return j->err;
+  const uint8_t *s = (const uint8_t *)str;
+  char *d = (char *)j->out->p + j->out->len;
+  size_t i = 0;
+  while (i < n) {
+    size_t run = i;
+    while (run < n && plain_byte(s[run])) run++;
+    memcpy(d, s + i, run - i);
+    d += run - i;
+    i = run;
+    if (i >= n) break;
+    if (s[i] < 0x80) {
+      d = put_escape(d, s[i++]);
+      continue;
+    }
+    size_t bad = 0, ok = utf8_seq(s + i, n - i, &bad);
+    if (ok) {
+      memcpy(d, s + i, ok);
+      d += ok;
+      i += ok;
+    } else {
+      memcpy(d, "\xEF\xBF\xBD", 3);
+      d += 3;
+      i += bad;
+    }
+  }
+  j->out->len = (size_t)((uint8_t *)d - j->out->p);
+  return 0;
+}
+
+int pf_json_str(pf_json *j, const char *s, size_t n) {
+  pf_json_raw(j, "\"", 1);
+  pf_json_escape(j, s, n);
+  return pf_json_raw(j, "\"", 1);
+}
+
+int pf_json_cstr(pf_json *j, const char *s) {
+  return pf_json_str(j, s ? s : "", s ? strlen(s) : 0);
+}
+
+void pf_hex_lower(char *dst, const uint8_t *bytes, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    dst[2 * i] = hex[bytes[i] >> 4];
+    dst[2 * i + 1] = hex[bytes[i] & 15];
+  }
+}
+
+int pf_json_hex(pf_json *j, const uint8_t *bytes, size_t n) {
+  char tmp[2 * 32 + 2];
+  if (n > 32) { /* ids are 8 or 16 bytes; anything longer goes in pieces */
+    pf_json_raw(j, "\"", 1);
+    for (size_t i = 0; i < n; i += 32) {
+      size_t k = n - i < 32 ? n - i : 32;
+      pf_hex_lower(tmp, bytes + i, k);
+      pf_json_raw(j, tmp, 2 * k);
+    }
+    return pf_json_raw(j, "\"", 1);
+  }
+  tmp[0] = '"';
+  pf_hex_lower(tmp + 1, bytes, n);
+  tmp[2 * n + 1] = '"';
+  return pf_json_raw(j, tmp, 2 * n + 2);
+}
+
+int pf_json_u64(pf_json *j, uint64_t v) {
+  char tmp[20];
+  size_t k = sizeof tmp;
+  do {
+    tmp[--k] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return pf_json_raw(j, tmp + k, sizeof tmp - k);
+}
+
+int pf_json_i64(pf_json *j, int64_t v) {
+  if (v >= 0) return pf_json_u64(j, (uint64_t)v);
+  pf_json_raw(j, "-", 1);
+  return pf_json_u64(j, (uint64_t)0 - (uint64_t)v); /* safe for INT64_MIN */
+}
+
+int pf_json_double(pf_json *j, double v) {
+  if (isnan(v)) return pf_json_lit(j, "\"NaN\"");
+  if (isinf(v)) return pf_json_lit(j, v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+  char tmp[40];
+  int n = snprintf(tmp, sizeof tmp, "%.15g", v);
+  if (strtod(tmp, NULL) != v) n = snprintf(tmp, sizeof tmp, "%.17g", v);
+  for (int i = 0; i < n; i++)
+    if (tmp[i] == ',') tmp[i] = '.'; /* a host application may have set LC_NUMERIC */
+  return pf_json_raw(j, tmp, (size_t)n);
+}
+
+int pf_json_bool(pf_json *j, bool v) {
+  return v ? pf_json_raw(j, "true", 4) : pf_json_raw(j, "false", 5);
+}
+
+/* One element of an array value (or a scalar value): type is the scalar's element type. */
+static void scalar(pf_json *j, profilis_attr_type t, const uint8_t *v, size_t n) {
+  switch (t) {
+  case PROFILIS_ATTR_STRING:
+  case PROFILIS_ATTR_STRING_ARRAY:
+    pf_json_str(j, (const char *)v, n);
+    break;
+  case PROFILIS_ATTR_BOOL:
+  case PROFILIS_ATTR_BOOL_ARRAY:
+    pf_json_bool(j, *v != 0);
+    break;
+  case PROFILIS_ATTR_INT:
+  case PROFILIS_ATTR_INT_ARRAY:
+    pf_json_i64(j, pf_rd_i64(v));
+    break;
+  default:
+    pf_json_double(j, pf_rd_f64(v));
+  }
+}
+
+static void array(pf_json *j, const pf_attr_view *a) {
+  pf_json_raw(j, "[", 1);
+  if (a->type == PROFILIS_ATTR_STRING_ARRAY) {
+    for (size_t off = 0, i = 0; off + 4 <= a->val_len; i++) {
+      size_t n = pf_rd_u32(a->val + off);
+      if (n > a->val_len - off - 4) break; /* malformed tail: stop, keep the JSON valid */
+      if (i) pf_json_raw(j, ",", 1);
+      pf_json_str(j, (const char *)a->val + off + 4, n);
+      off += 4 + n;
+    }
+  } else {
+    size_t es = a->type == PROFILIS_ATTR_BOOL_ARRAY ? 1 : 8;
+    for (size_t off = 0; off + es <= a->val_len; off += es) {
+      if (off) pf_json_raw(j, ",", 1);
+      scalar(j, a->type, a->val + off, es);
+    }
+  }
+  pf_json_raw(j, "]", 1);
+}
+
+int pf_json_attr_value(pf_json *j, const pf_attr_view *a) {
+  switch (a->type) {
+  case PROFILIS_ATTR_STRING:
+    return pf_json_str(j, (const char *)a->val, a->val_len);
+  case PROFILIS_ATTR_BOOL:
+  case PROFILIS_ATTR_INT:
+  case PROFILIS_ATTR_DOUBLE:
+    if (a->val_len < (a->type == PROFILIS_ATTR_BOOL ? 1u : 8u)) return pf_json_raw(j, "null", 4);
+    scalar(j, a->type, a->val, a->val_len);
+    return j->err;
+  case PROFILIS_ATTR_STRING_ARRAY:
+  case PROFILIS_ATTR_BOOL_ARRAY:
+  case PROFILIS_ATTR_INT_ARRAY:
+  case PROFILIS_ATTR_DOUBLE_ARRAY:
+    array(j, a);
+    return j->err;
+  }
+  return pf_json_raw(j, "null", 4);
+}
+
+int pf_json_attrs(pf_json *j, const uint8_t *sec, size_t len) {
+  size_t off = 0;
+  pf_attr_view a;
+  pf_json_raw(j, "{", 1);
+  for (bool first = true; pf_attr_next(sec, len, &off, &a); first = false) {
+    if (!first) pf_json_raw(j, ",", 1);
+    pf_json_str(j, a.key, a.key_len);
+    pf_json_raw(j, ":", 1);
+    pf_json_attr_value(j, &a);
+  }
+  return pf_json_raw(j, "}", 1);
+}
