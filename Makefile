@@ -23,7 +23,7 @@ asan: deps
 test: build asan
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j $(JOBS) -L unit --timeout 600
+	  ctest --output-on-failure -j $(JOBS) -L "unit|fuzz" --timeout 600
 
 test-unit: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit

@@ -1,0 +1,78 @@
+# libFuzzer targets, built only with clang (gcc has no libFuzzer). Each target is one line:
+#
+#   pf_add_fuzz(<name> <source>...)
+#
+# It builds fuzz_<name> from the listed sources (relative to tests/fuzz/, or absolute: add
+# collector/*.c files there when a harness needs them) linked against profilis_fuzz, a copy of
+# the library compiled with coverage (-fsanitize=fuzzer-no-link) plus ASan+UBSan, and registers
+# the ctest entry fuzz.<name> (label "fuzz") that fuzzes for 20 s starting from the committed
+# seeds in tests/fuzz/corpus/<name>/ (with tests/fuzz/<name>.dict as dictionary when present).
+# New inputs go to the build tree, never to the seed folder.
+if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+  return()
+endif()
+
+include(CheckCSourceCompiles)
+set(CMAKE_REQUIRED_FLAGS "-fsanitize=fuzzer")
+set(CMAKE_REQUIRED_LINK_OPTIONS "-fsanitize=fuzzer")
+check_c_source_compiles("
+#include <stddef.h>
+#include <stdint.h>
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return (int)(n && d[0] == 1); }"
+  PF_HAVE_LIBFUZZER)
+unset(CMAKE_REQUIRED_FLAGS)
+unset(CMAKE_REQUIRED_LINK_OPTIONS)
+if(NOT PF_HAVE_LIBFUZZER)
+  message(STATUS "libFuzzer not available: fuzz targets skipped")
+  return()
+endif()
+
+set(PF_FUZZ_SAN -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+
+# The library once more, instrumented for coverage, shared by every fuzz target.
+add_library(profilis_fuzz STATIC ${PROFILIS_SRCS})
+profilis_setup_lib(profilis_fuzz)
+set_target_properties(profilis_fuzz PROPERTIES OUTPUT_NAME profilis_fuzz
+  ARCHIVE_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
+target_compile_options(profilis_fuzz PRIVATE -fsanitize=fuzzer-no-link ${PF_FUZZ_SAN})
+target_include_directories(profilis_fuzz INTERFACE ${PROFILIS_PRIVATE_INCLUDES})
+target_link_libraries(profilis_fuzz INTERFACE PkgConfig::NGHTTP2 PkgConfig::OPENSSL PkgConfig::ZLIB)
+# Decoder targets need the generated OTLP code; linking it here also gives the library its headers.
+target_link_libraries(profilis_fuzz PUBLIC profilis_proto)
+
+set(PF_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+function(pf_add_fuzz name)
+  set(srcs)
+  foreach(s ${ARGN})
+    if(IS_ABSOLUTE ${s})
+      list(APPEND srcs ${s})
+    else()
+      list(APPEND srcs ${PF_FUZZ_DIR}/${s})
+    endif()
+  endforeach()
+  set(tgt fuzz_${name})
+  add_executable(${tgt} ${srcs})
+  target_compile_options(${tgt} PRIVATE -fsanitize=fuzzer ${PF_FUZZ_SAN})
+  target_link_options(${tgt} PRIVATE -fsanitize=fuzzer ${PF_FUZZ_SAN})
+  target_link_libraries(${tgt} PRIVATE profilis_fuzz)
+  set_target_properties(${tgt} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
+
+  set(work ${CMAKE_BINARY_DIR}/fuzz/corpus-${name})
+  set(artifacts ${CMAKE_BINARY_DIR}/fuzz/artifacts-${name})
+  file(MAKE_DIRECTORY ${work} ${artifacts})
+  set(dict)
+  if(EXISTS ${PF_FUZZ_DIR}/${name}.dict)
+    set(dict -dict=${PF_FUZZ_DIR}/${name}.dict)
+  endif()
+  # The first corpus folder receives new inputs, so it is the build-tree one.
+  add_test(NAME fuzz.${name}
+    COMMAND ${tgt} -max_total_time=20 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+            ${dict} -artifact_prefix=${artifacts}/ ${work} ${PF_FUZZ_DIR}/corpus/${name}
+    WORKING_DIRECTORY ${artifacts})
+  set_tests_properties(fuzz.${name} PROPERTIES LABELS fuzz TIMEOUT 90)
+endfunction()
+
+# ---- targets: one line each ----
+pf_add_fuzz(propagation fuzz_propagation.c)
+pf_add_fuzz(config fuzz_config.c)
