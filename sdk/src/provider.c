@@ -27,7 +27,11 @@ static void fork_parent(void) {
 static void fork_child(void) {
   pthread_mutex_init(&live_mu, NULL);
   pf_span_fork_child();
-  for (profilis_provider *p = live_list; p; p = p->next_live) pf_bsp_fork_child(&p->bsp);
+  for (profilis_provider *p = live_list; p; p = p->next_live) {
+    atomic_store(&p->started, 0); /* the child's counters describe the child's spans */
+    atomic_store(&p->sampled_out, 0);
+    pf_bsp_fork_child(&p->bsp);
+  }
 }
 
 static void atfork_init(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }

@@ -66,7 +66,7 @@ class Driver:
         """Sends a command; returns the JSON lines answered up to the one with key `until`."""
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
-        key = until or line.split()[0]
+        key = until or {"send": "sent"}.get(line.split()[0], line.split()[0])
         got = []
         while True:
             l = self.proc.stdout.readline()
@@ -175,7 +175,6 @@ def case_outage(args, wd):
         d.cmd("send 3000 flood")
         check(time.time() - t0 < 3, "producer did not block with the queue full")
         fin = d.cmd("shutdown 3000", "final")[-1]
-        check(fin["queued"] + fin["dropped"] == fin["started"], "every span queued or dropped: %s" % fin)
         check(fin["dropped"] > 0, "excess spans counted as dropped")
         check(fin["exported"] + fin["dropped"] + fin["failed"] == fin["started"],
               "sent = exported + dropped + failed: %s" % fin)
