@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "json_write.h"
+#include "pf_utf8.h"
 #include "profilis/common.h"
 
 int pf_json_raw(pf_json *j, const char *s, size_t n) {
@@ -16,36 +17,6 @@ int pf_json_raw(pf_json *j, const char *s, size_t n) {
 }
 
 int pf_json_lit(pf_json *j, const char *lit) { return pf_json_raw(j, lit, strlen(lit)); }
-
-/* Length of the well-formed UTF-8 sequence at s (2..4), or 0 with *bad set to the length of
- * its maximal ill-formed prefix (>= 1), per the Unicode table of well-formed byte sequences. */
-static size_t utf8_seq(const uint8_t *s, size_t n, size_t *bad) {
-  uint8_t c = s[0], lo = 0x80, hi = 0xBF;
-  size_t more;
-  if (c >= 0xC2 && c <= 0xDF) {
-    more = 1;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    more = 2;
-    if (c == 0xE0) lo = 0xA0; /* no overlong forms */
-    if (c == 0xED) hi = 0x9F; /* no UTF-16 surrogates */
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    more = 3;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F; /* nothing above U+10FFFF */
-  } else {
-    *bad = 1;
-    return 0;
-  }
-  for (size_t i = 1; i <= more; i++) {
-    if (i >= n || s[i] < lo || s[i] > hi) {
-      *bad = i;
-      return 0;
-    }
-    lo = 0x80;
-    hi = 0xBF;
-  }
-  return more + 1;
-}
 
 static inline bool plain_byte(uint8_t c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; }
 
@@ -103,7 +74,7 @@ int pf_json_escape(pf_json *j, const char *str, size_t n) {
       d = put_escape(d, s[i++]);
       continue;
     }
-    size_t bad = 0, ok = utf8_seq(s + i, n - i, &bad);
+    size_t bad = 0, ok = pf_utf8_seq(s + i, n - i, &bad);
     if (ok) {
       memcpy(d, s + i, ok);
       d += ok;

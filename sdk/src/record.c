@@ -5,14 +5,37 @@
 
 #include "pf_buf.h"
 #include "pf_record.h"
+#include "pf_utf8.h"
 
-static size_t clip(size_t n, uint32_t limit) { return (limit && n > limit) ? limit : n; }
+/* Raw length of a string value after the value length limit, never cutting a character. */
+static size_t clip_str(const char *s, size_t n, uint32_t limit) {
+  if (!limit || n <= limit) return n;
+  return pf_utf8_clip((const uint8_t *)s, limit);
+}
+
+/* Copies n raw bytes as well-formed UTF-8 (fixed = pf_utf8_fixed_len of them). */
+static void put_text(uint8_t *dst, const char *s, size_t n, size_t fixed) {
+  if (fixed == n) memcpy(dst, s, n);
+  else pf_utf8_fix(dst, (const uint8_t *)s, n);
+}
+
+static size_t text_len(const char *s, size_t n) { return pf_utf8_fixed_len((const uint8_t *)s, n); }
+
+int pf_buf_append_text(pf_buf *b, const char *s, size_t n) {
+  size_t fixed = text_len(s, n);
+  int rc = pf_buf_reserve(b, fixed);
+  if (rc) return rc;
+  put_text(b->p + b->len, s, n, fixed);
+  b->len += fixed;
+  return 0;
+}
 
 /* Value size of an attribute once encoded, or SIZE_MAX when invalid. */
 static size_t attr_value_size(const profilis_attr *a, uint32_t limit) {
   switch (a->type) {
   case PROFILIS_ATTR_STRING:
-    return a->v.s ? clip(a->len ? a->len : strlen(a->v.s), limit) : SIZE_MAX;
+    if (!a->v.s) return SIZE_MAX;
+    return text_len(a->v.s, clip_str(a->v.s, a->len ? a->len : strlen(a->v.s), limit));
   case PROFILIS_ATTR_BOOL:
     return 1;
   case PROFILIS_ATTR_INT:
@@ -21,7 +44,10 @@ static size_t attr_value_size(const profilis_attr *a, uint32_t limit) {
   case PROFILIS_ATTR_STRING_ARRAY: {
     if (a->len && !a->v.sa) return SIZE_MAX;
     size_t n = 0;
-    for (size_t i = 0; i < a->len; i++) n += 4 + (a->v.sa[i] ? clip(strlen(a->v.sa[i]), limit) : 0);
+    for (size_t i = 0; i < a->len; i++) {
+      const char *e = a->v.sa[i];
+      n += 4 + (e ? text_len(e, clip_str(e, strlen(e), limit)) : 0);
+    }
     return n;
   }
   case PROFILIS_ATTR_BOOL_ARRAY:
@@ -37,8 +63,8 @@ static size_t attr_value_size(const profilis_attr *a, uint32_t limit) {
 static void put_value(uint8_t *p, const profilis_attr *a, uint32_t limit) {
   switch (a->type) {
   case PROFILIS_ATTR_STRING: {
-    size_t n = clip(a->len ? a->len : strlen(a->v.s), limit);
-    memcpy(p, a->v.s, n);
+    size_t n = clip_str(a->v.s, a->len ? a->len : strlen(a->v.s), limit);
+    put_text(p, a->v.s, n, text_len(a->v.s, n));
     break;
   }
   case PROFILIS_ATTR_BOOL:
@@ -52,9 +78,11 @@ static void put_value(uint8_t *p, const profilis_attr *a, uint32_t limit) {
     break;
   case PROFILIS_ATTR_STRING_ARRAY:
     for (size_t i = 0; i < a->len; i++) {
-      uint32_t n = a->v.sa[i] ? (uint32_t)clip(strlen(a->v.sa[i]), limit) : 0;
+      const char *e = a->v.sa[i];
+      size_t raw = e ? clip_str(e, strlen(e), limit) : 0;
+      uint32_t n = e ? (uint32_t)text_len(e, raw) : 0;
       memcpy(p, &n, 4);
-      if (n) memcpy(p + 4, a->v.sa[i], n);
+      if (n) put_text(p + 4, e, raw, n);
       p += 4 + n;
     }
     break;
@@ -72,7 +100,7 @@ static void put_value(uint8_t *p, const profilis_attr *a, uint32_t limit) {
 
 int pf_attr_encode(pf_buf *b, const profilis_attr *a, uint32_t value_length_limit) {
   if (!a || !a->key) return PROFILIS_EINVAL;
-  size_t klen = strlen(a->key);
+  size_t kraw = strlen(a->key), klen = text_len(a->key, kraw);
   size_t vlen = attr_value_size(a, value_length_limit);
   if (klen == 0 || klen > UINT16_MAX || vlen == SIZE_MAX || vlen > UINT32_MAX / 2)
     return PROFILIS_EINVAL;
@@ -81,7 +109,7 @@ int pf_attr_encode(pf_buf *b, const profilis_attr *a, uint32_t value_length_limi
   pf_attr_hdr h = {.type = (uint8_t)a->type, .key_len = (uint16_t)klen, .val_len = (uint32_t)vlen};
   uint8_t *p = b->p + b->len;
   memcpy(p, &h, sizeof h);
-  memcpy(p + sizeof h, a->key, klen);
+  put_text(p + sizeof h, a->key, kraw, klen);
   put_value(p + sizeof h + klen, a, value_length_limit);
   b->len += sizeof h + klen + vlen;
   return 0;

@@ -9,6 +9,7 @@
 #include <sys/random.h>
 
 #include "pf_provider.h"
+#include "pf_utf8.h"
 #include "profilis/trace.h"
 
 #define POOL_MAX 256               /* spans kept per thread */
@@ -205,11 +206,20 @@ static void stack_forget(profilis_span *s) {
 
 /* ---- start ---- */
 
-static uint16_t clip16(size_t n) { return n > UINT16_MAX ? UINT16_MAX : (uint16_t)n; }
+
+/* Appends text (ill-formed UTF-8 repaired), keeping the section under 64 KiB. */
+static int add_text(pf_buf *b, const char *s, size_t n) {
+  size_t start = b->len;
+  if (n > UINT16_MAX) n = pf_utf8_clip((const uint8_t *)s, UINT16_MAX);
+  int rc = pf_buf_append_text(b, s, n);
+  if (rc == 0 && b->len - start > UINT16_MAX)
+    b->len = start + pf_utf8_clip(b->p + start, UINT16_MAX);
+  return rc;
+}
 
 static int set_text(pf_buf *b, const char *s, size_t n) {
   pf_buf_reset(b);
-  return pf_buf_append(b, s, n);
+  return add_text(b, s, n);
 }
 
 /* Resolves the parent: explicit context, else the innermost current span (unless root).
@@ -284,7 +294,7 @@ int profilis_span_start(profilis_tracer *t, const char *name, const profilis_spa
   } else {
     atomic_fetch_add_explicit(&p->started, 1, memory_order_relaxed);
     s->rec.start_ns = o.start_time_ns ? o.start_time_ns : pf_clock_now_ns();
-    set_text(&s->name, name, clip16(strlen(name)));
+    set_text(&s->name, name, strlen(name));
     span_add_initial(s, &o);
   }
   *out = s;
@@ -409,10 +419,11 @@ int profilis_span_add_event(profilis_span *s, const char *name, uint64_t time_ns
     s->rec.dropped_events++;
     return PROFILIS_ELIMIT;
   }
-  size_t start = s->events.len, nlen = clip16(strlen(name));
-  pf_event_hdr h = {.time_ns = time_ns ? time_ns : pf_clock_now_ns(), .name_len = (uint32_t)nlen};
-  if (pf_buf_append(&s->events, &h, sizeof h) || pf_buf_append(&s->events, name, nlen))
+  size_t start = s->events.len;
+  pf_event_hdr h = {.time_ns = time_ns ? time_ns : pf_clock_now_ns()};
+  if (pf_buf_append(&s->events, &h, sizeof h) || add_text(&s->events, name, strlen(name)))
     goto nomem;
+  h.name_len = (uint32_t)(s->events.len - start - sizeof h);
   size_t a0 = s->events.len;
   h.n_attrs = encode_attr_list(&s->events, attrs, n_attrs, c->o.event_attribute_count_limit,
                                c->o.attribute_value_length_limit, &h.dropped_attrs);
@@ -460,7 +471,7 @@ int profilis_span_set_status(profilis_span *s, profilis_status_code code, const 
   s->rec.status_code = (uint8_t)code;
   pf_buf_reset(&s->status_msg);
   if (code == PROFILIS_STATUS_ERROR && message)
-    return pf_buf_append(&s->status_msg, message, clip16(strlen(message)));
+    return add_text(&s->status_msg, message, strlen(message));
   return 0;
 }
 
@@ -479,7 +490,7 @@ int profilis_span_record_exception(profilis_span *s, const char *type, const cha
 int profilis_span_update_name(profilis_span *s, const char *name) {
   if (!recording(s)) return PROFILIS_ENOTRECORDING;
   if (!name) return PROFILIS_EINVAL;
-  return set_text(&s->name, name, clip16(strlen(name)));
+  return set_text(&s->name, name, strlen(name));
 }
 
 bool profilis_span_is_recording(const profilis_span *s) { return recording(s); }
