@@ -8,6 +8,8 @@ PKGS=(
   libprotobuf-c-dev protobuf-c-compiler
   libnghttp2-dev libssl-dev zlib1g-dev
   libcmocka-dev
+  libgrpc-dev libmicrohttpd-dev libyaml-dev liblmdb-dev
+  prometheus
   libclang-rt-14-dev
   valgrind
   python3 python3-grpcio python3-protobuf protobuf-compiler

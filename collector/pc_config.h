@@ -1,0 +1,118 @@
+/* Collector configuration: the YAML file (or the embedded default) parsed into one struct.
+ * Parsing, defaults, validation and the README reference all come from one declarative table
+ * in config.c. Every error names file:line:column and the key. Internal. */
+#ifndef PC_CONFIG_H
+#define PC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct pc_tls_cfg {
+  char *cert_file;      /* PEM; TLS is on when set */
+  char *key_file;       /* PEM */
+  char *client_ca_file; /* receivers: require and verify client certificates (mTLS) */
+  char *ca_file;        /* exporters: CAs that verify the backend */
+  bool insecure;        /* exporters: plaintext even without http:// */
+} pc_tls_cfg;
+
+typedef struct pc_header_cfg {
+  char *key; /* lowercase */
+  char *value;
+} pc_header_cfg;
+
+typedef enum pc_exporter_type {
+  PC_EXPORTER_JSONL = 1,
+  PC_EXPORTER_OTLP = 2,
+  PC_EXPORTER_PROMETHEUS = 3,
+} pc_exporter_type;
+
+typedef enum pc_fsync_policy { PC_FSYNC_NEVER = 0, PC_FSYNC_BATCH, PC_FSYNC_INTERVAL } pc_fsync_policy;
+
+typedef struct pc_exporter_cfg {
+  char *name; /* "type" or "type/label", e.g. "jsonl/main", "otlp/tempo", "prometheus" */
+  pc_exporter_type type;
+  uint32_t batch_size;       /* spans per export (default 512) */
+  uint32_t batch_timeout_ms; /* export a partial batch after this (default 200) */
+  uint32_t timeout_ms;       /* one export attempt (default 10s) */
+  /* jsonl */
+  char *path;                /* default ./profilis-data/spans.jsonl */
+  bool format_otlp;          /* format: otlp (one OTLP/JSON request per line) vs span */
+  uint64_t rotate_max_bytes; /* 0 = never */
+  uint32_t rotate_max_age_ms;/* 0 = never */
+  uint32_t max_backups;      /* rotated files kept (default 5) */
+  uint32_t flush_interval_ms;/* default 1000 */
+  pc_fsync_policy fsync;
+  /* otlp */
+  char *endpoint;
+  pc_header_cfg *headers;
+  size_t n_headers;
+  bool gzip;
+  pc_tls_cfg tls;
+  uint32_t retry_initial_ms; /* default 100 */
+  uint32_t retry_max_ms;     /* default 5000 */
+  uint32_t retry_max_elapsed_ms; /* default 60000: then the batch counts as failed */
+  /* prometheus (span metrics) */
+  double *buckets_ms; /* ascending; default 2,4,6,8,10,50,100,200,400,800,1000,1400,2000,5000,10000,15000 */
+  size_t n_buckets;
+  uint32_t max_series; /* label sets per metric before the overflow series (default 10000) */
+} pc_exporter_cfg;
+
+typedef struct pc_config {
+  char *source; /* file name or "<default>" */
+  /* receivers.otlp.grpc */
+  bool grpc_enabled;
+  char *grpc_endpoint; /* default 127.0.0.1:4317 */
+  uint64_t grpc_max_recv_msg_size; /* default 16MiB */
+  uint32_t grpc_max_concurrent_streams; /* default 128 */
+  uint32_t grpc_keepalive_time_ms;      /* default 2h */
+  uint32_t grpc_keepalive_timeout_ms;   /* default 20s */
+  pc_tls_cfg grpc_tls;
+  /* receivers.otlp.http */
+  bool http_enabled;
+  char *http_endpoint; /* default 127.0.0.1:4318 */
+  uint64_t http_max_body_size; /* default 16MiB */
+  uint32_t http_max_connections; /* default 1024 */
+  uint32_t http_read_timeout_ms; /* default 30s: idle/slow connections are closed */
+  pc_tls_cfg http_tls;
+  /* admin */
+  char *admin_endpoint; /* default 127.0.0.1:8888 */
+  /* limits */
+  uint64_t memory_limit;    /* bytes of spans in flight and queued; default 256MiB */
+  uint32_t retry_after_ms;  /* advertised to refused clients; default 1000 */
+  uint32_t drain_timeout_ms;/* SIGTERM: time to deliver what was accepted; default 30s */
+  /* log */
+  int log_level;   /* PF_LOG_* */
+  bool log_json;
+  /* exporters and the route every span takes (tenants refine this in issue 4) */
+  pc_exporter_cfg *exporters;
+  size_t n_exporters;
+  char **route; /* exporter names */
+  size_t n_route;
+} pc_config;
+
+/* Every error found, each "file:line:col: key: message". */
+typedef struct pc_errors {
+  char **msgs;
+  size_t n;
+} pc_errors;
+void pc_errors_add(pc_errors *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pc_errors_free(pc_errors *e);
+
+/* The embedded default configuration (YAML text). */
+const char *pc_config_default_yaml(void);
+/* Parses YAML text (`name` is used in error messages). ${env:NAME} is substituted in scalar
+ * values (an unset variable is an error). Returns 0, or PROFILIS_EINVAL with every problem in
+ * errs (and *out NULL), or PROFILIS_ENOMEM. */
+int pc_config_parse(const char *yaml, size_t len, const char *name, pc_config **out,
+                    pc_errors *errs);
+/* Reads and parses a file. Returns as pc_config_parse, or PROFILIS_EIO (reason in errs). */
+int pc_config_load(const char *path, pc_config **out, pc_errors *errs);
+void pc_config_free(pc_config *c);
+/* Finds an exporter by name or returns NULL. */
+const pc_exporter_cfg *pc_config_exporter(const pc_config *c, const char *name);
+/* Writes the configuration reference (markdown) generated from the table. */
+void pc_config_write_doc(FILE *f);
+
+#endif

@@ -1,0 +1,58 @@
+/* The pipeline between receivers and exporters: admission against the memory budget, span
+ * metrics (before any sampling so RED metrics stay exact), then the route: every chunk is
+ * queued (by reference) for each exporter on its route, and each exporter's thread batches by
+ * size and timeout and exports. Stages that issue 4 adds (tenancy, sampling, breakers, durable
+ * queues) slot in between submit and the exporter queues. Thread-safe: receivers call admit and
+ * submit from any thread. Internal. */
+#ifndef PC_PIPELINE_H
+#define PC_PIPELINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pc_chunk.h"
+#include "pc_config.h"
+#include "pc_metrics.h"
+
+typedef struct pc_pipeline pc_pipeline;
+
+typedef enum pc_verdict {
+  PC_ACCEPTED = 0,
+  PC_REFUSED_BUDGET,   /* memory budget full: gRPC UNAVAILABLE / HTTP 503, with retry-after */
+  PC_REFUSED_DRAINING, /* shutting down: gRPC UNAVAILABLE / HTTP 503 */
+} pc_verdict;
+
+typedef struct pc_admission {
+  pc_verdict verdict;
+  uint32_t retry_after_ms;
+} pc_admission;
+
+/* Builds the pipeline and starts one thread per exporter. Returns 0, PROFILIS_ENOMEM, or
+ * PROFILIS_EIO when an exporter cannot start (reason logged). */
+int pc_pipeline_new(pc_pipeline **out, const pc_config *cfg, pc_metrics *metrics);
+/* Cheap early check before reading/decoding a request of wire_bytes: refuses when the budget
+ * cannot take it. Returns 0 (see adm->verdict). */
+int pc_pipeline_admit(pc_pipeline *p, uint64_t wire_bytes, pc_admission *adm);
+/* Hands decoded chunks to the pipeline, all or nothing. On PC_ACCEPTED the pipeline owns the
+ * chunks' references and will deliver or count every span; otherwise the caller still owns them.
+ * Returns 0 (see adm->verdict). */
+int pc_pipeline_submit(pc_pipeline *p, pc_chunk **chunks, size_t n, pc_admission *adm);
+/* True when the pipeline wants raw ResourceSpans bytes kept (an otlp exporter exists). */
+bool pc_pipeline_keep_raw(const pc_pipeline *p);
+/* Bytes charged to the budget now, and the limit. */
+uint64_t pc_pipeline_budget_used(const pc_pipeline *p);
+uint64_t pc_pipeline_budget_limit(const pc_pipeline *p);
+/* Stops accepting (submit refuses with PC_REFUSED_DRAINING), delivers everything accepted
+ * within timeout_ms, stops the exporter threads. Returns 0 or PROFILIS_ETIMEDOUT (what was
+ * still queued is counted as dropped, never silently). */
+int pc_pipeline_drain(pc_pipeline *p, uint32_t timeout_ms);
+/* Swaps in a new configuration (SIGHUP): exporters whose settings are unchanged keep their
+ * queues; removed ones are drained first. Returns 0 or an error (old config stays). */
+int pc_pipeline_reload(pc_pipeline *p, const pc_config *cfg);
+void pc_pipeline_free(pc_pipeline *p);
+
+struct pc_spanmetrics;
+/* The span metrics of the route's prometheus exporter, or NULL when there is none. */
+struct pc_spanmetrics *pc_pipeline_spanmetrics(pc_pipeline *p);
+
+#endif

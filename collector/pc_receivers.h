@@ -1,0 +1,45 @@
+/* OTLP receivers and the admin server. Each decodes what arrives, asks the pipeline for
+ * admission and submits; the reply follows the OTLP rules (gRPC status / HTTP status, the
+ * partial_success response, retry hints on refusal). Internal. */
+#ifndef PC_RECEIVERS_H
+#define PC_RECEIVERS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "pc_config.h"
+#include "pc_metrics.h"
+#include "pc_pipeline.h"
+
+typedef struct pc_grpc_receiver pc_grpc_receiver;
+typedef struct pc_http_receiver pc_http_receiver;
+typedef struct pc_admin pc_admin;
+
+/* Starts OTLP/gRPC on cfg->grpc_endpoint (gRPC C core server). Returns 0, PROFILIS_EIO (cannot
+ * bind, bad TLS files; reason logged) or PROFILIS_ENOMEM. */
+int pc_grpc_receiver_start(pc_grpc_receiver **out, const pc_config *cfg, pc_pipeline *p,
+                           pc_metrics *m);
+/* Stops accepting new calls, waits for calls in progress, frees. */
+void pc_grpc_receiver_stop(pc_grpc_receiver *r);
+
+/* Starts OTLP/HTTP on cfg->http_endpoint (libmicrohttpd). Returns as the gRPC one. */
+int pc_http_receiver_start(pc_http_receiver **out, const pc_config *cfg, pc_pipeline *p,
+                           pc_metrics *m);
+void pc_http_receiver_stop(pc_http_receiver *r);
+
+/* What the admin port shows. `ready` is set by main once receivers listen and cleared while
+ * draining. */
+typedef struct pc_admin_sources {
+  pc_metrics *metrics;
+  pc_pipeline *pipeline; /* for span metrics and budget figures; may change on reload */
+  atomic_bool *ready;
+} pc_admin_sources;
+
+/* Starts /metrics, /healthz, /readyz (and / and /api/ later) on cfg->admin_endpoint. */
+int pc_admin_start(pc_admin **out, const pc_config *cfg, const pc_admin_sources *src);
+void pc_admin_stop(pc_admin *a);
+
+/* Splits "host:port" (IPv4, [IPv6] or a name). Returns 0 or PROFILIS_EINVAL. */
+int pc_parse_endpoint(const char *ep, char *host, size_t host_cap, uint16_t *port);
+
+#endif
