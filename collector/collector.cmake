@@ -6,6 +6,9 @@ pkg_check_modules(YAML REQUIRED IMPORTED_TARGET yaml-0.1)
 
 file(GLOB PC_SRCS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/collector/*.c)
 list(REMOVE_ITEM PC_SRCS ${CMAKE_SOURCE_DIR}/collector/main.c)
+if(NOT PC_SRCS)
+  return()
+endif()
 add_library(profilis_collector_core STATIC ${PC_SRCS})
 target_include_directories(profilis_collector_core PUBLIC ${CMAKE_SOURCE_DIR}/collector)
 target_link_libraries(profilis_collector_core PUBLIC profilis_static PkgConfig::GRPC PkgConfig::MHD
