@@ -27,9 +27,20 @@ typedef struct pc_admission {
   uint32_t retry_after_ms;
 } pc_admission;
 
-/* Builds the pipeline and starts one thread per exporter. Returns 0, PROFILIS_ENOMEM, or
- * PROFILIS_EIO when an exporter cannot start (reason logged). */
+/* Builds the pipeline and starts one thread per exporter. The pipeline keeps its own copies of
+ * the exporter settings (cfg may be freed afterwards); metrics may be NULL and must outlive the
+ * pipeline. Returns 0, PROFILIS_ENOMEM, PROFILIS_EINVAL (the route names an exporter that is
+ * not configured) or PROFILIS_EIO when an exporter cannot start (reason logged). */
 int pc_pipeline_new(pc_pipeline **out, const pc_config *cfg, pc_metrics *metrics);
+
+/* Builds the exporter of one exporter config (jsonl and otlp; prometheus has none). The default
+ * calls pc_jsonl_exporter_new / pc_otlp_exporter_new; tests substitute recording exporters. */
+struct pc_exporter;
+typedef int (*pc_exporter_factory)(struct pc_exporter **out, const pc_exporter_cfg *cfg,
+                                   void *arg);
+/* pc_pipeline_new with another factory, used for every exporter built now and on reload. */
+int pc_pipeline_new_with(pc_pipeline **out, const pc_config *cfg, pc_metrics *metrics,
+                         pc_exporter_factory factory, void *factory_arg);
 /* Cheap early check before reading/decoding a request of wire_bytes: refuses when the budget
  * cannot take it. Returns 0 (see adm->verdict). */
 int pc_pipeline_admit(pc_pipeline *p, uint64_t wire_bytes, pc_admission *adm);
@@ -47,12 +58,16 @@ uint64_t pc_pipeline_budget_limit(const pc_pipeline *p);
  * still queued is counted as dropped, never silently). */
 int pc_pipeline_drain(pc_pipeline *p, uint32_t timeout_ms);
 /* Swaps in a new configuration (SIGHUP): exporters whose settings are unchanged keep their
- * queues; removed ones are drained first. Returns 0 or an error (old config stays). */
+ * queues; removed and changed ones finish their queues in the background (within
+ * limits.drain_timeout), and a changed one's replacement exports only after its predecessor is
+ * done. Limits (memory_limit, retry_after, drain_timeout) apply at once. cfg may be freed after
+ * the call. Returns 0 or an error (old config stays). */
 int pc_pipeline_reload(pc_pipeline *p, const pc_config *cfg);
 void pc_pipeline_free(pc_pipeline *p);
 
 struct pc_spanmetrics;
-/* The span metrics of the route's prometheus exporter, or NULL when there is none. */
+/* The span metrics of the route's prometheus exporter, or NULL when there is none. The pointer
+ * stays valid until pc_pipeline_free, even after a reload replaced that exporter. */
 struct pc_spanmetrics *pc_pipeline_spanmetrics(pc_pipeline *p);
 
 #endif

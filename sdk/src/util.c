@@ -8,6 +8,7 @@
 #include "pf_buf.h"
 #include "pf_log.h"
 #include "pf_time.h"
+#include "pf_utf8.h"
 #include "profilis/common.h"
 
 const char *profilis_strerror(int err) {
@@ -82,15 +83,75 @@ static int log_level_from_env(void) {
   return PF_LOG_WARN;
 }
 
+/* -2 = not decided yet (the environment decides on first use); pf_log_configure overrides. */
+static atomic_int log_threshold = -2;
+static atomic_bool log_json;
+
+void pf_log_configure(int level, bool json) {
+  if (level < -1) level = -1;
+  if (level > PF_LOG_DEBUG) level = PF_LOG_DEBUG;
+  atomic_store(&log_threshold, level);
+  atomic_store(&log_json, json);
+}
+
+bool pf_log_enabled(int level) {
+  int t = atomic_load_explicit(&log_threshold, memory_order_relaxed);
+  if (t == -2) {
+    t = log_level_from_env();
+    int expected = -2;
+    if (!atomic_compare_exchange_strong(&log_threshold, &expected, t)) t = expected;
+  }
+  return level <= t;
+}
+
+/* Appends text to a JSON string body at dst[*n..cap-12): quotes, backslashes and control bytes
+ * escaped, ill-formed UTF-8 replaced by U+FFFD, cut short (never mid-character) when full. */
+static void json_escape_into(char *dst, size_t cap, size_t *n, const char *text) {
+  const uint8_t *s = (const uint8_t *)text;
+  size_t len = strlen(text), i = 0;
+  while (i < len && *n + 12 < cap) {
+    uint8_t c = s[i];
+    if (c >= 0x80) {
+      size_t bad = 0, seq = pf_utf8_seq(s + i, len - i, &bad);
+      if (seq) {
+        memcpy(dst + *n, s + i, seq), *n += seq, i += seq;
+      } else {
+        memcpy(dst + *n, "\\ufffd", 6), *n += 6, i += bad;
+      }
+    } else if (c == '"' || c == '\\') {
+      dst[(*n)++] = '\\', dst[(*n)++] = (char)c, i++;
+    } else if (c < 0x20) {
+      *n += (size_t)snprintf(dst + *n, cap - *n, "\\u%04x", c), i++;
+    } else {
+      dst[(*n)++] = (char)c, i++;
+    }
+  }
+}
+
+/* {"ts":"2024-05-01T12:00:00.123Z","level":"warn","msg":"..."} */
+static void log_json_line(char *line, size_t cap, const char *level, const char *msg) {
+  uint64_t now = pf_real_ns();
+  time_t secs = (time_t)(now / 1000000000u);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char ts[32];
+  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+  size_t n = (size_t)snprintf(line, cap, "{\"ts\":\"%s.%03uZ\",\"level\":\"%s\",\"msg\":\"", ts,
+                              (unsigned)(now / 1000000u % 1000u), level);
+  json_escape_into(line, cap, &n, msg);
+  memcpy(line + n, "\"}\n", 4);
+}
+
 static void log_v(int level, const char *fmt, va_list ap) {
-  static int threshold = -2;
-  if (threshold == -2) threshold = log_level_from_env();
-  if (level > threshold) return;
+  if (level < PF_LOG_ERROR || level > PF_LOG_DEBUG || !pf_log_enabled(level)) return;
   static const char *names[] = {"error", "warn", "info", "debug"};
-  char line[1024];
-  int n = snprintf(line, sizeof line, "profilis: %s: ", names[level]);
-  vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-  fprintf(stderr, "%s\n", line);
+  char msg[1024], line[4096];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  if (atomic_load_explicit(&log_json, memory_order_relaxed))
+    log_json_line(line, sizeof line, names[level], msg);
+  else
+    snprintf(line, sizeof line, "profilis: %s: %s\n", names[level], msg);
+  fputs(line, stderr); /* one write per line: lines of concurrent threads do not interleave */
 }
 
 void pf_log(int level, const char *fmt, ...) {

@@ -163,7 +163,7 @@ def case_sdk_to_otlp(args, wd):
     try:
         lg = subprocess.run([os.path.join(args.bin, "profilis-loadgen"), "--endpoint",
                              "127.0.0.1:%d" % col.grpc, "--spans", "3000", "--depth", "3",
-                             "--attrs", "2", "--service", "sdk-via-collector"],
+                             "--attrs", "2", "--service", "sdk-via-collector", "--block"],
                             capture_output=True, text=True, timeout=60)
         last = lg.stdout.strip().splitlines()[-1]
         check(lg.returncode == 0 and last.startswith("sent=3000 exported=3000"), "loadgen: " + last)
@@ -203,7 +203,7 @@ scrape_configs:
         wait_port(prom_port, prom, 30)
         lg = subprocess.run([os.path.join(args.bin, "profilis-loadgen"), "--endpoint",
                              "127.0.0.1:%d" % col.grpc, "--spans", "1234", "--depth", "1",
-                             "--error-ratio", "0.1", "--service", "prom-test"],
+                             "--error-ratio", "0.1", "--service", "prom-test", "--block"],
                             capture_output=True, text=True, timeout=60)
         check(lg.returncode == 0, "loadgen sent 1234 spans: " + lg.stdout.strip().splitlines()[-1])
         st, body = col.get("/metrics")
