@@ -1,13 +1,14 @@
 # libFuzzer targets, built only with clang (gcc has no libFuzzer). Each target is one line:
 #
-#   pf_add_fuzz(<name> <source>...)
+#   pf_add_fuzz(<name> <source>... [LIBS <library>...])
 #
 # It builds fuzz_<name> from the listed sources (relative to tests/fuzz/, or absolute: add
-# collector/*.c files there when a harness needs them) linked against profilis_fuzz, a copy of
-# the library compiled with coverage (-fsanitize=fuzzer-no-link) plus ASan+UBSan, and registers
-# the ctest entry fuzz.<name> (label "fuzz") that fuzzes for 20 s starting from the committed
-# seeds in tests/fuzz/corpus/<name>/ (with tests/fuzz/<name>.dict as dictionary when present).
-# New inputs go to the build tree, never to the seed folder.
+# collector/*.c files there when a harness needs them; collector/ is on the include path, and
+# LIBS names what those sources need besides the SDK, e.g. PkgConfig::YAML) linked against
+# profilis_fuzz, a copy of the library compiled with coverage (-fsanitize=fuzzer-no-link) plus
+# ASan+UBSan, and registers the ctest entry fuzz.<name> (label "fuzz") that fuzzes for 20 s
+# starting from the committed seeds in tests/fuzz/corpus/<name>/ (with tests/fuzz/<name>.dict
+# as dictionary when present). New inputs go to the build tree, never to the seed folder.
 if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
   return()
 endif()
@@ -43,8 +44,9 @@ target_link_libraries(profilis_fuzz PUBLIC profilis_proto)
 set(PF_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 function(pf_add_fuzz name)
+  cmake_parse_arguments(PARSE_ARGV 1 PF "" "" "LIBS")
   set(srcs)
-  foreach(s ${ARGN})
+  foreach(s ${PF_UNPARSED_ARGUMENTS})
     if(IS_ABSOLUTE ${s})
       list(APPEND srcs ${s})
     else()
@@ -55,7 +57,8 @@ function(pf_add_fuzz name)
   add_executable(${tgt} ${srcs})
   target_compile_options(${tgt} PRIVATE -fsanitize=fuzzer ${PF_FUZZ_SAN})
   target_link_options(${tgt} PRIVATE -fsanitize=fuzzer ${PF_FUZZ_SAN})
-  target_link_libraries(${tgt} PRIVATE profilis_fuzz)
+  target_link_libraries(${tgt} PRIVATE profilis_fuzz ${PF_LIBS})
+  target_include_directories(${tgt} PRIVATE ${CMAKE_SOURCE_DIR}/collector)
   set_target_properties(${tgt} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
 
   set(work ${CMAKE_BINARY_DIR}/fuzz/corpus-${name})
@@ -76,3 +79,8 @@ endfunction()
 # ---- targets: one line each ----
 pf_add_fuzz(propagation fuzz_propagation.c)
 pf_add_fuzz(config fuzz_config.c)
+pf_add_fuzz(collector_config fuzz_collector_config.c ${CMAKE_SOURCE_DIR}/collector/config.c ${CMAKE_SOURCE_DIR}/collector/yaml_util.c LIBS PkgConfig::YAML)
+set(PF_DECODE_SRCS ${CMAKE_SOURCE_DIR}/collector/chunk.c ${CMAKE_SOURCE_DIR}/collector/decode_proto.c
+  ${CMAKE_SOURCE_DIR}/collector/decode_json.c ${CMAKE_SOURCE_DIR}/collector/json_parse.c)
+pf_add_fuzz(decode_proto fuzz_decode_proto.c ${PF_DECODE_SRCS})
+pf_add_fuzz(decode_json fuzz_decode_json.c ${PF_DECODE_SRCS})
