@@ -910,8 +910,10 @@ static void header_pair(ctx *c, const pc_ynode *key, const pc_ynode *val, const 
   bool text_key = key->kind == PC_Y_SCALAR && strlen(key->text) == key->len; /* no NUL */
   char *name = text_key ? strdup(key->text) : NULL;
   pf_buf b = {0};
-  snprintf(sub, sizeof sub, "%s.%s", path,
-           key->kind == PC_Y_SCALAR ? pc_yprintable(key->text, key->len, pb, sizeof pb) : "?");
+  if (snprintf(sub, sizeof sub, "%s.%s", path,
+               key->kind == PC_Y_SCALAR ? pc_yprintable(key->text, key->len, pb, sizeof pb)
+                                        : "?") >= (int)sizeof sub)
+    memcpy(sub + sizeof sub - 4, "...", 4); /* a long path is shown shortened */
   if (text_key && !name) {
     c->oom = PROFILIS_ENOMEM;
     goto out;

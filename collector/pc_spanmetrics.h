@@ -1,6 +1,6 @@
 /* Span-derived RED metrics: a calls counter and a duration histogram per (service.name,
  * span name, span kind, status code[, tenant]), as traces_span_metrics_calls_total and
- * traces_span_metrics_duration_milliseconds{_bucket,_sum,_count}. The number of label sets is
+ * traces_span_metrics_duration_seconds{_bucket,_sum,_count}. The number of label sets is
  * capped; spans beyond it go to one overflow series (otel_metric_overflow="true") and are
  * counted. Observed before sampling, so the figures stay exact. Thread-safe. Internal. */
 #ifndef PC_SPANMETRICS_H

@@ -221,7 +221,7 @@ scrape_configs:
             except OSError:
                 return None
         check(wait_for(lambda: query() == 1234.0, 30), "Prometheus query for span calls returns 1234 (%s)" % query())
-        q2 = 'sum(traces_span_metrics_duration_milliseconds_count{service_name="prom-test"})'
+        q2 = 'sum(traces_span_metrics_duration_seconds_count{service_name="prom-test"})'
         q = q2
         check(wait_for(lambda: query() == 1234.0, 10), "histogram count matches")
     finally:
