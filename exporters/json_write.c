@@ -195,7 +195,163 @@ static void array(pf_json *j, const pf_attr_view *a) {
   pf_json_raw(j, "]", 1);
 }
 
+int pf_json_base64(pf_json *j, const uint8_t *s, size_t n) {
+  static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  if (j->err) return j->err;
+  j->err = n > SIZE_MAX / 2 ? PROFILIS_ENOMEM : pf_buf_reserve(j->out, (n + 2) / 3 * 4 + 2);
+  if (j->err) return j->err;
+  char *d = (char *)j->out->p + j->out->len;
+  *d++ = '"';
+  size_t i = 0;
+  for (; i + 3 <= n; i += 3, d += 4) {
+    uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+    d[0] = al[v >> 18];
+    d[1] = al[(v >> 12) & 63];
+    d[2] = al[(v >> 6) & 63];
+    d[3] = al[v & 63];
+  }
+  if (i < n) { /* one or two bytes left: padded to four characters */
+    uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
+    d[0] = al[v >> 18];
+    d[1] = al[(v >> 12) & 63];
+    d[2] = i + 1 < n ? al[(v >> 6) & 63] : '=';
+    d[3] = '=';
+    d += 4;
+  }
+  *d++ = '"';
+  j->out->len = (size_t)((uint8_t *)d - j->out->p);
+  return 0;
+}
+
+/* ---- raw AnyValue messages (collector): the protobuf read back as plain JSON ---- */
+
+/* Types only the collector makes (collector/pc_chunk.h PF_ATTR_BYTES / PF_ATTR_ANYVALUE). */
+enum { ATTR_BYTES = 9, ATTR_ANYVALUE = 10 };
+#define ANY_MAX_DEPTH 32
+
+typedef struct pb_field {
+  uint32_t num, wt;
+  uint64_t v;
+  const uint8_t *p;
+  size_t n;
+} pb_field;
+
+static bool pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  uint64_t x = 0;
+  for (unsigned s = 0; s < 64 && *p < end; s += 7) {
+    uint8_t b = *(*p)++;
+    x |= (uint64_t)(b & 0x7f) << s;
+    if (b < 0x80) {
+      *v = x;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Reads the next field of [*p, end). False at the end or at anything malformed. */
+static bool pb_next(const uint8_t **p, const uint8_t *end, pb_field *f) {
+  uint64_t tag, n;
+  if (*p >= end || !pb_varint(p, end, &tag)) return false;
+  f->num = (uint32_t)(tag >> 3);
+  f->wt = (uint32_t)(tag & 7);
+  switch (f->wt) {
+  case 0:
+    return pb_varint(p, end, &f->v);
+  case 1:
+  case 5: {
+    size_t w = f->wt == 1 ? 8 : 4;
+    if ((size_t)(end - *p) < w) return false;
+    f->v = 0;
+    for (size_t i = 0; i < w; i++) f->v |= (uint64_t)(*p)[i] << (8 * i);
+    *p += w;
+    return true;
+  }
+  case 2:
+    if (!pb_varint(p, end, &n) || n > (uint64_t)(end - *p)) return false;
+    f->p = *p;
+    f->n = (size_t)n;
+    *p += n;
+    return true;
+  default:
+    return false;
+  }
+}
+
+static void any_json(pf_json *j, const uint8_t *p, size_t n, int depth);
+
+/* ArrayValue -> [..], KeyValueList -> {..}: stops quietly at malformed bytes. */
+static void list_json(pf_json *j, const uint8_t *p, size_t n, bool kv, int depth) {
+  const uint8_t *end = p + n;
+  pb_field f, g;
+  bool first = true;
+  pf_json_raw(j, kv ? "{" : "[", 1);
+  while (pb_next(&p, end, &f)) {
+    if (f.num != 1 || f.wt != 2) continue;
+    if (!first) pf_json_raw(j, ",", 1);
+    first = false;
+    if (!kv) {
+      any_json(j, f.p, f.n, depth + 1);
+      continue;
+    }
+    const uint8_t *q = f.p, *qend = f.p + f.n, *key = NULL, *val = NULL;
+    size_t key_n = 0, val_n = 0;
+    while (pb_next(&q, qend, &g)) {
+      if (g.wt != 2) continue;
+      if (g.num == 1) key = g.p, key_n = g.n;
+      if (g.num == 2) val = g.p, val_n = g.n;
+    }
+    pf_json_str(j, key ? (const char *)key : "", key_n);
+    pf_json_raw(j, ":", 1);
+    if (val)
+      any_json(j, val, val_n, depth + 1);
+    else
+      pf_json_raw(j, "null", 4);
+  }
+  pf_json_raw(j, kv ? "}" : "]", 1);
+}
+
+/* One AnyValue (the last member of its oneof wins); empty, unknown or too deep: null. */
+static void any_json(pf_json *j, const uint8_t *p, size_t n, int depth) {
+  static const uint8_t want_wt[8] = {9, 2, 0, 0, 1, 2, 2, 2};
+  const uint8_t *end = p + n;
+  pb_field f, v = {0};
+  while (pb_next(&p, end, &f))
+    if (f.num >= 1 && f.num <= 7 && f.wt == want_wt[f.num]) v = f;
+  if (!v.num || depth > ANY_MAX_DEPTH) {
+    pf_json_raw(j, "null", 4);
+    return;
+  }
+  double dv;
+  switch (v.num) {
+  case 1:
+    pf_json_str(j, (const char *)v.p, v.n);
+    break;
+  case 2:
+    pf_json_bool(j, v.v != 0);
+    break;
+  case 3:
+    pf_json_i64(j, (int64_t)v.v);
+    break;
+  case 4:
+    memcpy(&dv, &v.v, 8);
+    pf_json_double(j, dv);
+    break;
+  case 5:
+  case 6:
+    list_json(j, v.p, v.n, v.num == 6, depth);
+    break;
+  default:
+    pf_json_base64(j, v.p, v.n);
+  }
+}
+
 int pf_json_attr_value(pf_json *j, const pf_attr_view *a) {
+  if ((int)a->type == ATTR_BYTES) return pf_json_base64(j, a->val, a->val_len);
+  if ((int)a->type == ATTR_ANYVALUE) {
+    any_json(j, a->val, a->val_len, 1);
+    return j->err;
+  }
   switch (a->type) {
   case PROFILIS_ATTR_STRING:
     return pf_json_str(j, (const char *)a->val, a->val_len);

@@ -42,8 +42,11 @@ int pf_json_i64(pf_json *j, int64_t v);
 int pf_json_double(pf_json *j, double v);
 int pf_json_bool(pf_json *j, bool v);
 
-/* Writes an attribute's value: string, true/false, number, or an array of those; an unknown
- * type or a malformed value writes null. */
+/* Appends bytes as a quoted base64 string (standard alphabet, padded): OTLP/JSON bytes. */
+int pf_json_base64(pf_json *j, const uint8_t *bytes, size_t n);
+/* Writes an attribute's value: string, true/false, number, or an array of those; the
+ * collector's bytes as base64 and raw AnyValues as JSON (kvlist -> object, array -> array,
+ * at most 32 levels deep); an unknown type or a malformed value writes null. */
 int pf_json_attr_value(pf_json *j, const pf_attr_view *a);
 /* Writes an attribute section (pf_record.h format) as an object {"key": value, ...}. */
 int pf_json_attrs(pf_json *j, const uint8_t *sec, size_t len);

@@ -92,8 +92,13 @@ static inline uint8_t *put_fixed64(uint8_t *p, uint8_t tag, uint64_t v) {
 
 /* ---- AnyValue ---- */
 
+/* Types only the collector makes (collector/pc_chunk.h PF_ATTR_BYTES / PF_ATTR_ANYVALUE):
+ * AnyValue.bytes_value, and a whole encoded AnyValue message that is written back verbatim. */
+enum { ATTR_BYTES = 9, ATTR_ANYVALUE = 10 };
+
 static inline bool attr_type_known(profilis_attr_type t) {
-  return t >= PROFILIS_ATTR_STRING && t <= PROFILIS_ATTR_DOUBLE_ARRAY;
+  return (t >= PROFILIS_ATTR_STRING && t <= PROFILIS_ATTR_DOUBLE_ARRAY) || (int)t == ATTR_BYTES ||
+         (int)t == ATTR_ANYVALUE;
 }
 
 /* Walks a STRING_ARRAY value: (u32 len | bytes) repeated; stops at a malformed entry. */
@@ -181,11 +186,15 @@ static uint8_t *put_array_body(uint8_t *p, const pf_attr_view *a) {
   return p;
 }
 
-static inline bool is_array(profilis_attr_type t) { return t >= PROFILIS_ATTR_STRING_ARRAY; }
+static inline bool is_array(profilis_attr_type t) {
+  return t >= PROFILIS_ATTR_STRING_ARRAY && t <= PROFILIS_ATTR_DOUBLE_ARRAY;
+}
 
 /* Body size of the AnyValue of an attribute; a scalar shorter than its type is malformed and
  * sized (and written) as an empty AnyValue so both passes stay in step. */
 static inline size_t anyvalue_body(const pf_attr_view *a) {
+  if ((int)a->type == ATTR_BYTES) return len_field(a->val_len);
+  if ((int)a->type == ATTR_ANYVALUE) return a->val_len;
   if (is_array(a->type)) return len_field(array_body(a));
   if (a->type != PROFILIS_ATTR_STRING && a->val_len < (a->type == PROFILIS_ATTR_BOOL ? 1u : 8u))
     return 0;
@@ -193,6 +202,11 @@ static inline size_t anyvalue_body(const pf_attr_view *a) {
 }
 
 static inline uint8_t *put_anyvalue_body(uint8_t *p, const pf_attr_view *a) {
+  if ((int)a->type == ATTR_BYTES) return put_bytes(p, TAG(7, WT_LEN), a->val, a->val_len);
+  if ((int)a->type == ATTR_ANYVALUE) {
+    if (a->val_len) memcpy(p, a->val, a->val_len);
+    return p + a->val_len;
+  }
   if (is_array(a->type)) {
     p = put_len(p, TAG(5, WT_LEN), array_body(a));
     return put_array_body(p, a);

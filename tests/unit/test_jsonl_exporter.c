@@ -344,6 +344,119 @@ static void test_numbers_and_arrays(void **state) {
   pf_buf_free(&out);
 }
 
+/* ---- the collector's attribute types: bytes (base64) and raw AnyValue messages ---- */
+
+static void pbv(pf_buf *b, uint64_t v) {
+  do {
+    uint8_t c = (uint8_t)(v & 0x7f);
+    v >>= 7;
+    if (v) c |= 0x80;
+    pf_buf_append(b, &c, 1);
+  } while (v);
+}
+
+static void pb_len(pf_buf *b, uint32_t field, const void *p, size_t n) {
+  pbv(b, (uint64_t)field << 3 | 2);
+  pbv(b, n);
+  pf_buf_append(b, p, n);
+}
+
+/* Wraps body as field `field` of a new message appended to b, then frees body. */
+static void pb_msg(pf_buf *b, uint32_t field, pf_buf *body) {
+  pb_len(b, field, body->p, body->len);
+  pf_buf_free(body);
+}
+
+static void pb_kv(pf_buf *list, const char *key, pf_buf *value) {
+  pf_buf kv = {0};
+  pb_len(&kv, 1, key, strlen(key));
+  if (value) pb_msg(&kv, 2, value);
+  pb_msg(list, 1, &kv);
+}
+
+static char *render(int type, const void *val, size_t n) {
+  pf_buf out = {0};
+  pf_json j = pf_json_on(&out);
+  pf_attr_view v = {.type = (profilis_attr_type)type, .val = val, .val_len = n};
+  assert_int_equal(pf_json_attr_value(&j, &v), 0);
+  pf_json_raw(&j, "", 1);
+  return (char *)out.p;
+}
+
+static void want_render(int type, const void *val, size_t n, const char *want) {
+  char *got = render(type, val, n);
+  assert_string_equal(got, want);
+  free(got);
+}
+
+static void test_collector_value_types(void **state) {
+  (void)state;
+  enum { BYTES = 9, ANYVALUE = 10 }; /* collector/pc_chunk.h PF_ATTR_BYTES / PF_ATTR_ANYVALUE */
+  want_render(BYTES, "", 0, "\"\"");
+  want_render(BYTES, "f", 1, "\"Zg==\"");
+  want_render(BYTES, "fo", 2, "\"Zm8=\"");
+  want_render(BYTES, "foo", 3, "\"Zm9v\"");
+  want_render(BYTES, "foob", 4, "\"Zm9vYg==\"");
+  want_render(BYTES, "\x00\xff\xfe", 3, "\"AP/+\"");
+
+  /* {"x": -1, "y": [true, 1.5, "s\"q"], "z": bytes 00 ff, "n": {}, "m": no value, "d": NaN} */
+  pf_buf list = {0}, v = {0}, arr = {0}, e = {0}, any = {0};
+  pbv(&v, 3 << 3), pbv(&v, UINT64_MAX); /* int_value -1 */
+  pb_kv(&list, "x", &v);
+  pbv(&e, 2 << 3), pbv(&e, 1);
+  pb_msg(&arr, 1, &e);
+  double d = 1.5;
+  uint8_t f64[9] = {4 << 3 | 1};
+  memcpy(f64 + 1, &d, 8);
+  pf_buf_append(&e, f64, 9);
+  pb_msg(&arr, 1, &e);
+  pb_len(&e, 1, "s\"q", 3);
+  pb_msg(&arr, 1, &e);
+  pb_msg(&v, 5, &arr);
+  pb_kv(&list, "y", &v);
+  pb_len(&v, 7, "\x00\xff", 2);
+  pb_kv(&list, "z", &v);
+  pf_buf none = {0};
+  pf_buf_append(&none, "", 0);
+  pb_kv(&list, "n", &none);
+  pb_kv(&list, "m", NULL);
+  d = NAN;
+  memcpy(f64 + 1, &d, 8);
+  pf_buf_append(&v, f64, 9);
+  pb_kv(&list, "d", &v);
+  pb_msg(&any, 6, &list);
+  want_render(ANYVALUE, any.p, any.len,
+              "{\"x\":-1,\"y\":[true,1.5,\"s\\\"q\"],\"z\":\"AP8=\",\"n\":null,\"m\":null,"
+              "\"d\":\"NaN\"}");
+  pf_buf_free(&any);
+  want_render(ANYVALUE, "", 0, "null");
+  /* the oneof's last member wins; a truncated value leaves nothing usable */
+  want_render(ANYVALUE, "\x0a\x02hi\x10\x01", 6, "true");
+  want_render(ANYVALUE, "\x2a\x05\x0a\x02\x18", 5, "null");
+  /* a bad tail ends the list, keeping what came before */
+  want_render(ANYVALUE, "\x2a\x06\x0a\x02\x18\x01\x0a\x09", 8, "[1]");
+  want_render(ANYVALUE, "\x32\x00", 2, "{}");
+  want_render(ANYVALUE, "\x2a\x00", 2, "[]");
+
+  /* 33 levels of arrays: the writer stops at 32 and writes null below */
+  pf_buf deep = {0};
+  pbv(&deep, 3 << 3), pbv(&deep, 1);
+  for (int i = 1; i < 33; i++) {
+    pf_buf wrap = {0}, inner = {0};
+    pb_msg(&inner, 1, &deep);
+    pb_msg(&wrap, 5, &inner);
+    deep = wrap;
+  }
+  char *got = render(ANYVALUE, deep.p, deep.len);
+  char want[200] = {0};
+  memset(want, '[', 32);
+  strcat(want, "null");
+  memset(want + 36, ']', 32);
+  assert_string_equal(got, want);
+  free(got);
+  pf_buf_free(&deep);
+}
+
 static void test_hex_and_counters(void **state) {
   (void)state;
   pf_buf out = {0};
@@ -457,6 +570,7 @@ int main(void) {
       cmocka_unit_test(test_exact_lines_and_append),
       cmocka_unit_test(test_escaping_against_python),
       cmocka_unit_test(test_numbers_and_arrays),
+      cmocka_unit_test(test_collector_value_types),
       cmocka_unit_test(test_hex_and_counters),
       cmocka_unit_test(test_open_failure),
       cmocka_unit_test(test_default_path),

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "../../collector/pc_chunk.h" /* PF_ATTR_BYTES, PF_ATTR_ANYVALUE */
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "pf_exporter.h"
 #include "rec_builder.h"
@@ -456,6 +457,81 @@ static void test_corrupt_records(void **state) {
   fx_free(f);
 }
 
+/* Appends one attribute entry of any type (also the collector's) straight to a section. */
+static void raw_attr(pf_buf *b, int type, const char *key, const void *val, size_t n) {
+  pf_attr_hdr h = {.type = (uint8_t)type, .key_len = (uint16_t)strlen(key), .val_len = (uint32_t)n};
+  assert_int_equal(pf_buf_append(b, &h, sizeof h), 0);
+  assert_int_equal(pf_buf_append(b, key, h.key_len), 0);
+  assert_int_equal(pf_buf_append(b, val, n), 0);
+}
+
+/* The collector's bytes and raw AnyValue attributes: bytes_value (field 7), and the AnyValue
+ * message written back verbatim, in span, event and resource sections alike. */
+static void test_collector_value_types(void **state) {
+  (void)state;
+  /* AnyValue{kvlist_value{values: [{key "k", value {int_value 5}}]}} packed by protobuf-c */
+  AV inner = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT, outer = inner, empty = inner;
+  inner.value_case = AV_CASE(INT_VALUE);
+  inner.int_value = 5;
+  KV kv = OPENTELEMETRY__PROTO__COMMON__V1__KEY_VALUE__INIT;
+  kv.key = "k";
+  kv.value = &inner;
+  KV *kvs[] = {&kv};
+  Opentelemetry__Proto__Common__V1__KeyValueList list =
+      OPENTELEMETRY__PROTO__COMMON__V1__KEY_VALUE_LIST__INIT;
+  list.n_values = 1;
+  list.values = kvs;
+  outer.value_case = AV_CASE(KVLIST_VALUE);
+  outer.kvlist_value = &list;
+  uint8_t packed[64];
+  size_t plen = opentelemetry__proto__common__v1__any_value__pack(&outer, packed);
+  static const uint8_t bytes[] = {0, 0xff, 'x'};
+
+  fixture *f = fx_new();
+  rb_span s = minimal_span(&g_scope_a, 3);
+  fx_add(f, &s);
+  pf_buf *rec = &f->bufs[0];
+  size_t a0 = rec->len;
+  raw_attr(rec, PF_ATTR_BYTES, "by", bytes, sizeof bytes);
+  raw_attr(rec, PF_ATTR_BYTES, "nob", "", 0);
+  raw_attr(rec, PF_ATTR_ANYVALUE, "kv", packed, plen);
+  raw_attr(rec, PF_ATTR_ANYVALUE, "none", "", 0);
+  raw_attr(rec, 77, "unknown", "zz", 2); /* still skipped */
+  pf_span_rec *h = (pf_span_rec *)rec->p;
+  h->n_attrs = 5;
+  h->attrs_len = (uint32_t)(rec->len - a0);
+  h->size = (uint32_t)rec->len;
+  f->spans[0] = h;
+  raw_attr(&f->res.attrs, PF_ATTR_ANYVALUE, "res.kv", packed, plen);
+  f->res.n_attrs = 1;
+  pf_batch b = fx_batch(f);
+  assert_int_equal(pf_otlp_encode_request(&f->out, &b), 0);
+  Req *req = decode_canonical(&f->out);
+  const Span *sp = req->resource_spans[0]->scope_spans[0]->spans[0];
+  assert_int_equal(sp->n_attributes, 4);
+  assert_string_equal(sp->attributes[0]->key, "by");
+  assert_int_equal(sp->attributes[0]->value->value_case, AV_CASE(BYTES_VALUE));
+  check_bytes(sp->attributes[0]->value->bytes_value, bytes, sizeof bytes);
+  assert_int_equal(sp->attributes[1]->value->value_case, AV_CASE(BYTES_VALUE));
+  assert_int_equal(sp->attributes[1]->value->bytes_value.len, 0);
+  for (int i = 2; i < 4; i++) { /* verbatim: packing the decoded value gives the same bytes */
+    const AV *v = sp->attributes[i]->value;
+    assert_non_null(v);
+    uint8_t again[64];
+    size_t n = opentelemetry__proto__common__v1__any_value__pack(v, again);
+    assert_int_equal(n, i == 2 ? plen : 0);
+    if (n) assert_memory_equal(again, packed, n);
+  }
+  assert_int_equal(sp->attributes[2]->value->value_case, AV_CASE(KVLIST_VALUE));
+  assert_int_equal(sp->attributes[2]->value->kvlist_value->values[0]->value->int_value, 5);
+  assert_int_equal(sp->attributes[3]->value->value_case, empty.value_case);
+  const KV *rkv = req->resource_spans[0]->resource->attributes[0];
+  assert_string_equal(rkv->key, "res.kv");
+  assert_int_equal(rkv->value->kvlist_value->n_values, 1);
+  free_req(req);
+  fx_free(f);
+}
+
 /* Informational: encoder cost per span with 2 attributes (the benchmark tracks it for real). */
 static void test_speed_report(void **state) {
   (void)state;
@@ -501,6 +577,7 @@ int main(void) {
       cmocka_unit_test(test_appends_and_no_resource),
       cmocka_unit_test(test_many_spans_large_values),
       cmocka_unit_test(test_corrupt_records),
+      cmocka_unit_test(test_collector_value_types),
       cmocka_unit_test(test_speed_report),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
