@@ -39,7 +39,12 @@ typedef struct pc_admin_sources {
 int pc_admin_start(pc_admin **out, const pc_config *cfg, const pc_admin_sources *src);
 void pc_admin_stop(pc_admin *a);
 
-/* Splits "host:port" (IPv4, [IPv6] or a name). Returns 0 or PROFILIS_EINVAL. */
+/* Splits "host:port" (IPv4, [IPv6] or a name). Returns 0 or PROFILIS_EINVAL. ":port" means
+ * every IPv4 interface (host "0.0.0.0"); the port must be 1..65535; brackets are removed from
+ * an IPv6 host. */
 int pc_parse_endpoint(const char *ep, char *host, size_t host_cap, uint16_t *port);
+/* Resolves ep and returns a non-blocking, close-on-exec listening TCP socket in *fd.
+ * Returns 0, PROFILIS_EINVAL (bad endpoint) or PROFILIS_EIO (cannot resolve or bind; logged). */
+int pc_endpoint_listen(const char *ep, int backlog, int *fd);
 
 #endif
