@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pf_resource r;
     if (pf_resource_build(&r, &c) == 0) {
       size_t off = 0;
-      pf_attr_view v;
+      pf_attr_view v = {0};
       while (pf_attr_next(r.attrs.p, r.attrs.len, &off, &v)) {
       }
       if (off != r.attrs.len) abort(); /* the section must decode completely */

@@ -22,7 +22,7 @@ typedef struct attrs {
 
 static void decode(const pf_resource *r, attrs *a) {
   size_t off = 0;
-  pf_attr_view v;
+  pf_attr_view v = {0};
   a->n = 0;
   while (pf_attr_next(r->attrs.p, r->attrs.len, &off, &v)) {
     assert_true(a->n < 32);

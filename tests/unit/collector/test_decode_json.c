@@ -264,18 +264,18 @@ static void test_all_value_kinds(void **state) {
                               PF_ATTR_ANYVALUE,
                               PF_ATTR_ANYVALUE};
   size_t off = 0, i = 0;
-  pf_attr_view v;
+  pf_attr_view v = {0};
   while (pf_attr_next(pf_rec_attrs(rec), rec->attrs_len, &off, &v))
     assert_int_equal(v.type, types[i++]);
   assert_int_equal(i, sizeof types / sizeof types[0]);
   assert_int_equal(rec->n_attrs, i);
   /* events and links */
-  pf_event_view e;
+  pf_event_view e = {0};
   off = 0;
   assert_int_equal(rec->n_events, 2);
   assert_true(pf_event_next(pf_rec_events(rec), rec->events_len, &off, &e));
   assert_true(e.h.time_ns == 5 && e.h.name_len == 2 && e.h.n_attrs == 1 && e.h.dropped_attrs == 2);
-  pf_link_view l;
+  pf_link_view l = {0};
   off = 0;
   assert_true(pf_link_next(pf_rec_links(rec), rec->links_len, &off, &l));
   assert_int_equal(l.h.trace_id[0], 0xA1);

@@ -42,7 +42,7 @@ static void want_raw_any(const pf_attr_view *v, const AV *orig) {
 static void check_s0_attrs(const pf_span_rec *r, const Span *orig) {
   const uint8_t *sec = pf_rec_attrs(r);
   size_t off = 0;
-  pf_attr_view v;
+  pf_attr_view v = {0};
   assert_int_equal(r->n_attrs, 14);
   assert_true(pf_attr_next(sec, r->attrs_len, &off, &v));
   want_attr(&v, "str", PROFILIS_ATTR_STRING);
@@ -93,8 +93,8 @@ static void check_s0_attrs(const pf_span_rec *r, const Span *orig) {
 
 static void check_s0_events_links(const pf_span_rec *r) {
   size_t off = 0;
-  pf_event_view e;
-  pf_attr_view v;
+  pf_event_view e = {0};
+  pf_attr_view v = {0};
   assert_int_equal(r->n_events, 2);
   assert_true(pf_event_next(pf_rec_events(r), r->events_len, &off, &e));
   assert_true(e.h.time_ns == 1700000000000000500ull);
@@ -111,7 +111,7 @@ static void check_s0_events_links(const pf_span_rec *r) {
   assert_true(e.h.time_ns == 0 && e.h.name_len == 0 && e.h.n_attrs == 0);
   assert_int_equal(off, r->events_len);
 
-  pf_link_view l;
+  pf_link_view l = {0};
   off = 0;
   assert_int_equal(r->n_links, 2);
   assert_true(pf_link_next(pf_rec_links(r), r->links_len, &off, &l));
@@ -157,7 +157,7 @@ static void check_s0(const pf_span_rec *r, const Span *orig) {
 
 static void check_resource(const pc_chunk *c) {
   size_t off = 0;
-  pf_attr_view v;
+  pf_attr_view v = {0};
   assert_int_equal(c->resource.n_attrs, 2);
   assert_int_equal(c->resource_dropped_attrs, 3);
   assert_true(pf_attr_next(c->resource.attrs.p, c->resource.attrs.len, &off, &v));
@@ -451,7 +451,7 @@ static void test_invalid_utf8(void **state) {
                       5);
   assert_int_equal(rec->tracestate_len, 5);
   size_t off = 0;
-  pf_attr_view v;
+  pf_attr_view v = {0};
   assert_true(pf_attr_next(pf_rec_attrs(rec), rec->attrs_len, &off, &v));
   assert_int_equal(v.key_len, 4);
   assert_memory_equal(v.key, "k\xef\xbf\xbd", 4);
@@ -671,7 +671,7 @@ static void test_depth(void **state) {
       int rc = decode(&b, true, &r);
       if (levels <= PC_DECODE_MAX_DEPTH) {
         assert_int_equal(rc, 0);
-        pf_attr_view v;
+        pf_attr_view v = {0};
         size_t off = 0;
         const pf_span_rec *rec = r.chunks[0]->spans[0];
         assert_true(pf_attr_next(pf_rec_attrs(rec), rec->attrs_len, &off, &v));
