@@ -157,7 +157,9 @@ static int file_rotate(jx_exporter *x, jfile *f) {
 
 static bool age_due(const jx_exporter *x, const jfile *f, uint64_t now) {
   uint32_t max_age = x->base.cfg->rotate_max_age_ms;
-  return max_age && f->regular && f->size > 0 && !f->midline && now - f->born_ns >= ms_ns(max_age);
+  /* `now` may predate born_ns (taken before this batch's first write): not due then */
+  return max_age && f->regular && f->size > 0 && !f->midline && now > f->born_ns &&
+         now - f->born_ns >= ms_ns(max_age);
 }
 
 /* How many pending bytes go into the current file before a size rotation: whole lines that

@@ -555,6 +555,31 @@ static void test_rotate_by_age(void **state) {
   check_sequence(path, 2, 5, 1 << 20);
 }
 
+/* Regression: with the default day-long max_age, a batch written after the export took its
+ * timestamp must not look "older than a day" (unsigned underflow) and rotate a young file. */
+static void test_young_file_not_rotated(void **state) {
+  (void)state;
+  char path[128], p1[160];
+  pc_exporter_cfg cfg = base_cfg(path_in(path, sizeof path, "young/spans.jsonl"));
+  cfg.rotate_max_age_ms = 24u * 3600u * 1000u;
+  cfg.rotate_max_bytes = 100u << 20;
+  cfg.flush_interval_ms = 1; /* lines are buffered and reach the file from tick() */
+  pc_exporter *e;
+  assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
+  snprintf(p1, sizeof p1, "%s.1", path);
+  for (int i = 0; i < 5; i++) {
+    tchunk t;
+    small_chunk(&t, NULL, "r", 2 * i, 2);
+    assert_int_equal(export1(e, &t), 0);
+    tc_free(&t);
+    sleep_ms(3);
+    e->tick(e);
+  }
+  e->destroy(e);
+  assert_false(exists(p1));
+  check_sequence(path, 0, 9, 1 << 20);
+}
+
 /* ---- paths ---- */
 
 static void test_tenant_paths(void **state) {
@@ -698,7 +723,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_span_lines),       cmocka_unit_test(test_otlp_lines),
       cmocka_unit_test(test_bad_anyvalue),     cmocka_unit_test(test_rotate_by_size),
-      cmocka_unit_test(test_rotate_big_batch), cmocka_unit_test(test_rotate_by_age),
+      cmocka_unit_test(test_rotate_big_batch), cmocka_unit_test(test_rotate_by_age), cmocka_unit_test(test_young_file_not_rotated),
       cmocka_unit_test(test_tenant_paths),     cmocka_unit_test(test_open_file_bound),
       cmocka_unit_test(test_flush_interval),   cmocka_unit_test(test_write_errors),
   };
