@@ -19,7 +19,7 @@ receivers:
 admin: {endpoint: "127.0.0.1:$A"}
 limits: {memory_limit: 256MiB}
 exporters:
-  jsonl: {path: $WD/spans.jsonl, batch: {size: 512, timeout: 200ms}}
+  jsonl: {path: $WD/spans.jsonl, rotation: {max_size: 0}, batch: {size: 512, timeout: 200ms}}
   prometheus: {}
 service: {exporters: [jsonl, prometheus]}
 YAML
