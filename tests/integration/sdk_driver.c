@@ -36,6 +36,18 @@ static long rss_kib(void) {
   return res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+/* Times this thread gave up the CPU voluntarily (blocked: futex, sleep, I/O wait). Being
+ * preempted does not count, so this tells blocking apart from a busy machine. */
+static long voluntary_switches(void) {
+  FILE *f = fopen("/proc/thread-self/status", "r");
+  long v = -1;
+  char line[256];
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1) break;
+  if (f) fclose(f);
+  return v;
+}
+
 static void hex(const uint8_t *p, size_t n, char *out) {
   for (size_t i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", p[i]);
 }
@@ -114,6 +126,7 @@ static void flood(double seconds) {
   uint64_t end = mono_ns() + (uint64_t)(seconds * 1e9), slowest = 0, n = 0;
   long rss_start = rss_kib(), rss_max = rss_start;
   uint64_t next_sample = mono_ns() + 100000000ull;
+  long vol_start = voluntary_switches(), vol_samples = 0;
   while (mono_ns() < end) {
     for (int i = 0; i < 1000; i++) {
       uint64_t t0 = mono_ns();
@@ -126,14 +139,18 @@ static void flood(double seconds) {
       n++;
     }
     if (mono_ns() >= next_sample) {
+      long v0 = voluntary_switches();
       long r = rss_kib();
       if (r > rss_max) rss_max = r;
+      vol_samples += voluntary_switches() - v0; /* our own /proc reads, not the SDK */
       next_sample += 100000000ull;
     }
   }
+  long blocked = voluntary_switches() - vol_start - vol_samples;
   printf("{\"flood\":true,\"sent\":%" PRIu64 ",\"slowest_ns\":%" PRIu64
-         ",\"rss_start_kib\":%ld,\"rss_max_kib\":%ld,\"rss_end_kib\":%ld}\n",
-         n, slowest, rss_start, rss_max, rss_kib());
+         ",\"voluntary_switches\":%ld,\"rss_start_kib\":%ld,\"rss_max_kib\":%ld,"
+         "\"rss_end_kib\":%ld}\n",
+         n, slowest, blocked, rss_start, rss_max, rss_kib());
   fflush(stdout);
 }
 

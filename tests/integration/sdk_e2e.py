@@ -189,7 +189,12 @@ def case_backpressure(args, wd):
     fl = d.cmd("flood 3")[-1]
     print(json.dumps(fl))
     check(fl["sent"] > 100000, "producer kept creating spans (%d)" % fl["sent"])
-    check(fl["slowest_ns"] < 50_000_000, "no span end blocked (slowest %.1f ms)" % (fl["slowest_ns"] / 1e6))
+    # Blocking shows as voluntary context switches of the producing thread; being preempted on a
+    # busy machine does not. A handful is allowed for the rare moment the producer wakes the
+    # exporter thread while that one holds the processor's mutex.
+    check(fl["voluntary_switches"] <= 5 + fl["sent"] // 200000,
+          "producer thread never blocked: %d voluntary switches for %d spans (slowest %.1f ms)"
+          % (fl["voluntary_switches"], fl["sent"], fl["slowest_ns"] / 1e6))
     check(fl["rss_max_kib"] - fl["rss_start_kib"] < 16 * 1024,
           "RSS flat: grew %d KiB" % (fl["rss_max_kib"] - fl["rss_start_kib"]))
     t0 = time.time()
