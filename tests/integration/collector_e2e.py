@@ -57,16 +57,17 @@ def wait_for(pred, timeout=20):
 
 
 class Collector:
-    def __init__(self, args, wd, extra_exporters="", route="[jsonl, prometheus]"):
+    def __init__(self, args, wd, extra_exporters="", route="[jsonl, prometheus]", limits=""):
         self.grpc, self.http, self.admin = free_port(), free_port(), free_port()
         self.jsonl = os.path.join(wd, "spans.jsonl")
         cfg = os.path.join(wd, "collector.yaml")
         with open(cfg, "w") as f:
             f.write("""receivers:
   otlp:
-    grpc: {endpoint: "127.0.0.1:%d"}
-    http: {endpoint: "127.0.0.1:%d"}
+    grpc: {endpoint: "127.0.0.1:%d", max_recv_msg_size: 4MiB}
+    http: {endpoint: "127.0.0.1:%d", max_body_size: 4MiB}
 admin: {endpoint: "127.0.0.1:%d"}
+%s
 exporters:
   jsonl:
     path: %s
@@ -76,7 +77,7 @@ exporters:
 %s
 service:
   exporters: %s
-""" % (self.grpc, self.http, self.admin, self.jsonl, extra_exporters, route))
+""" % (self.grpc, self.http, self.admin, limits, self.jsonl, extra_exporters, route))
         self.log = open(os.path.join(wd, "collector.log"), "w")
         self.proc = subprocess.Popen([os.path.join(args.bin, "profilis-collector"), "--config", cfg],
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -228,6 +229,86 @@ scrape_configs:
         prom.send_signal(signal.SIGTERM)
         prom.wait(20)
         check(col.stop() == 0, "collector exited 0 on SIGTERM")
+
+
+def metric(text, name, labels=None):
+    """Sum of the samples of `name` whose label text contains every `labels` item."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        series, _, value = line.rpartition(" ")
+        if series.split("{")[0] != name:
+            continue
+        if labels and not all(l in series for l in labels):
+            continue
+        total += float(value)
+    return total
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def case_overload(args, wd):
+    """loadgen far above what a slow backend takes: refusals are retryable, RSS stays bounded,
+    and every accepted span is exported, exactly."""
+    sink_port = free_port()
+    sink_out = os.path.join(wd, "sink.jsonl")
+    sink = subprocess.Popen([PY, os.path.join(args.src, "tests/integration/otlp_sink.py"), "--port",
+                             str(sink_port), "--out", sink_out, "--proto-dir",
+                             os.path.join(args.src, "proto"), "--delay-ms", "100"])
+    wait_port(sink_port, sink)
+    extra = """  otlp/slow:
+    endpoint: "http://127.0.0.1:%d"
+    batch: {size: 512, timeout: 50ms}
+""" % sink_port
+    limit_mib = 8
+    col = Collector(args, wd, extra, "[otlp/slow]", "limits: {memory_limit: %dMiB, retry_after: 200ms}" % limit_mib)
+    try:
+        time.sleep(0.5)
+        idle = rss_kib(col.proc.pid)
+        lg = subprocess.Popen([os.path.join(args.bin, "profilis-loadgen"), "--endpoint",
+                               "127.0.0.1:%d" % col.grpc, "--duration", "4", "--workers", "2",
+                               "--attrs", "4", "--allow-loss", "--service", "overload"],
+                              stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, OTEL_BSP_EXPORT_TIMEOUT="2000"))
+        peak = idle
+        while lg.poll() is None:
+            peak = max(peak, rss_kib(col.proc.pid))
+            time.sleep(0.05)
+        last = lg.stdout.read().strip().splitlines()[-1]
+        print("loadgen:", last)
+        _, body = col.get("/metrics")
+        refused = metric(body, "profilis_pipeline_refused_requests_total")
+        check(refused > 0, "requests were refused under overload (%d)" % refused)
+        unavailable = metric(body, "profilis_receiver_requests_total", ['status="UNAVAILABLE"'])
+        check(unavailable > 0, "refusals carry the retryable UNAVAILABLE status (%d)" % unavailable)
+        check(peak - idle < 2 * limit_mib * 1024,
+              "RSS bounded: idle %d KiB, peak %d KiB, budget %d MiB" % (idle, peak, limit_mib))
+
+        def settled():
+            _, b = col.get("/metrics")
+            acc = metric(b, "profilis_receiver_accepted_spans_total")
+            done = metric(b, "profilis_exporter_sent_spans_total", ['exporter="otlp/slow"'])
+            return acc > 0 and acc == done
+        check(wait_for(settled, 90), "the exporter caught up with everything accepted")
+        _, body = col.get("/metrics")
+        accepted = metric(body, "profilis_receiver_accepted_spans_total")
+        failed = metric(body, "profilis_exporter_failed_spans_total") + \
+            metric(body, "profilis_exporter_dropped_spans_total")
+        check(failed == 0, "nothing failed or dropped")
+        with open(sink_out) as f:
+            got = sum(1 for l in f if l.strip())
+        check(got == accepted, "spans accepted (%d) == spans the backend received (%d)" % (accepted, got))
+    finally:
+        check(col.stop() == 0, "collector exited 0 on SIGTERM")
+        sink.send_signal(signal.SIGTERM)
+        sink.wait(10)
 
 
 def main():
