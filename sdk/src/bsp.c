@@ -1,8 +1,10 @@
 /* Batch span processor. Application threads publish span records into a bounded MPSC ring
  * (pf_ring.h) and never wait, except under the opt-in block policy. One exporter thread
- * wakes when a batch is full, on the schedule delay, or on flush/shutdown; it copies up to a
- * batch of records out of the ring (so the ring frees up while the export runs) and hands them
- * to the exporter with a deadline. Shutdown cancels an export that would outlive its timeout. */
+ * wakes when a batch is full (producers signal it only while it sleeps), on the schedule
+ * delay, or on flush/shutdown; it copies a batch of records out of the ring (so the ring frees
+ * up while the export runs) and hands them to the exporter with a deadline. It takes only full
+ * batches until the delay runs out or a flush asks for everything, so it stays clear of the
+ * slots producers are writing. Shutdown cancels an export that would outlive its timeout. */
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -49,6 +51,12 @@ static void wake_exporter(pf_bsp *b) {
   pthread_mutex_unlock(&b->mu);
 }
 
+void pf_bsp_wake(pf_bsp *b) {
+  /* seq_cst pairs with the exporter's store of `sleeping` then read of the ring (Dekker): one
+   * of the two sees the other, so a full batch never goes unnoticed */
+  if (atomic_load_explicit(&b->sleeping, memory_order_seq_cst)) wake_exporter(b);
+}
+
 static void *reserve_blocking(pf_bsp *b, size_t len, uint64_t *count_after) {
   uint64_t until = pf_mono_ns() + (uint64_t)b->cfg->o.block_timeout_ms * 1000000u;
   wake_exporter(b);
@@ -61,59 +69,68 @@ static void *reserve_blocking(pf_bsp *b, size_t len, uint64_t *count_after) {
   return NULL;
 }
 
-void *pf_bsp_reserve(pf_bsp *b, size_t len) {
+void *pf_bsp_reserve_slow(pf_bsp *b, size_t len, uint64_t *seq) {
   if (atomic_load_explicit(&b->shut, memory_order_relaxed)) {
     pf_bsp_count_drop(b, "processor shut down");
     return NULL;
   }
-  uint64_t count_after = 0;
-  void *p = pf_ring_reserve(&b->ring, len, &count_after);
-  if (!p && b->cfg->o.queue_policy == PROFILIS_QUEUE_BLOCK)
-    p = reserve_blocking(b, len, &count_after);
+  void *p = pf_ring_reserve(&b->ring, len, seq); /* the ring may have room again */
+  if (!p && b->cfg->o.queue_policy == PROFILIS_QUEUE_BLOCK) p = reserve_blocking(b, len, seq);
   if (!p) {
+    pf_bsp_wake(b); /* full in bytes before a batch of spans: the exporter has work */
     pf_bsp_count_drop(b, "queue full");
-    return NULL;
   }
-  if ((count_after & b->wake_mask) == 0) wake_exporter(b);
   return p;
 }
 
-void pf_bsp_commit(pf_bsp *b, void *rec) {
-  (void)b;
-  pf_ring_commit(rec);
+/* Appends the pending run of ring slots to the batch (room was reserved as it grew). */
+static void flush_run(pf_buf *out, const uint8_t **run, size_t *run_len) {
+  if (*run_len) memcpy(out->p + out->len, *run, *run_len);
+  out->len += *run_len;
+  *run = NULL;
+  *run_len = 0;
 }
 
-/* Copies up to max records out of the ring into the batch. Returns the count. When a record is
- * reserved but unpublished at the head and `patient`, waits briefly for its producer. */
-static size_t collect(pf_bsp *b, size_t max, bool patient) {
-  size_t n = 0, offs_len = 0;
+/* Copies up to max records out of the ring into the batch. Returns the count. Contiguous slots
+ * (headers included, so records stay 8-aligned) are copied as one run, a few large copies per
+ * batch, each before pf_ring_publish hands its space back to producers. A record that is
+ * reserved but not yet published stops the copy; its producer is normally a few instructions
+ * from publishing it, so the thread yields up to `patience` times for it first. */
+static size_t collect(pf_bsp *b, size_t max, int patience) {
+  pf_buf *out = &b->batch_bytes;
+  const uint8_t *run = NULL; /* released slots not copied yet start here */
+  size_t run_len = 0, n = 0;
   int spins = 0;
-  pf_buf_reset(&b->batch_bytes);
+  pf_buf_reset(out);
   while (n < max) {
     size_t len;
     bool busy;
-    const void *rec = pf_ring_peek(&b->ring, &len, &busy);
+    const uint8_t *rec = pf_ring_peek(&b->ring, &len, &busy);
     if (!rec) {
-      if (busy && patient && spins++ < 2000) {
+      if (busy && spins++ < patience) {
         sched_yield();
         continue;
       }
       break;
     }
-    const pf_span_rec *r = rec;
-    size_t size = r->size <= len ? r->size : len;
-    size_t at = (b->batch_bytes.len + 7) & ~(size_t)7;
-    if (pf_buf_reserve(&b->batch_bytes, at - b->batch_bytes.len + size)) break;
-    b->batch_bytes.len = at;
-    pf_buf_append(&b->batch_bytes, rec, size);
+    const uint8_t *slot = rec - sizeof(pf_ring_hdr);
+    size_t slot_len = len + sizeof(pf_ring_hdr);
+    if (run && slot != run + run_len) flush_run(out, &run, &run_len); /* wrapped */
+    if (pf_buf_reserve(out, run_len + slot_len)) break; /* not released: stays queued */
+    if (!run) run = slot;
+    /* an offset until the copy ends (the buffer may move) */
+    b->batch_ptrs[n++] = (const pf_span_rec *)(uintptr_t)(out->len + run_len + sizeof(pf_ring_hdr));
+    run_len += slot_len;
     pf_ring_release(&b->ring, len);
-    if ((n & 63) == 63) pf_ring_publish(&b->ring);
-    b->batch_ptrs[n++] = (const pf_span_rec *)(uintptr_t)at; /* offset until the copy ends */
-    offs_len = n;
+    if ((n & 63) == 0) {
+      flush_run(out, &run, &run_len);
+      pf_ring_publish(&b->ring);
+    }
   }
+  flush_run(out, &run, &run_len);
   pf_ring_publish(&b->ring);
-  for (size_t i = 0; i < offs_len; i++)
-    b->batch_ptrs[i] = (const pf_span_rec *)(b->batch_bytes.p + (uintptr_t)b->batch_ptrs[i]);
+  for (size_t i = 0; i < n; i++)
+    b->batch_ptrs[i] = (const pf_span_rec *)(out->p + (uintptr_t)b->batch_ptrs[i]);
   return n;
 }
 
@@ -142,23 +159,39 @@ static void export_collected(pf_bsp *b, size_t n) {
   }
 }
 
-static void drain(pf_bsp *b, bool patient) {
+/* A batch is ready when a batch of spans is queued, or when large spans fill half the ring's
+ * bytes first. */
+static bool batch_ready(pf_bsp *b) {
+  return pf_ring_count(&b->ring) >= b->cfg->o.max_export_batch_size ||
+         pf_ring_bytes(&b->ring) >= b->ring.cap / 2;
+}
+
+/* Exports while a batch is ready; with `all`, also the partial batch at the end (a short batch
+ * means the ring was caught up with, so everything queued before is taken). */
+static void drain(pf_bsp *b, bool all, bool patient) {
+  size_t max = b->cfg->o.max_export_batch_size;
   for (;;) {
-    size_t n = collect(b, b->cfg->o.max_export_batch_size, patient);
-    if (n == 0) return;
-    export_collected(b, n);
+    if (!all && !batch_ready(b)) return;
+    size_t n = collect(b, max, patient ? 2000 : 100);
+    if (n) export_collected(b, n);
+    if (n < max) return;
   }
 }
 
-/* Waits (mu held) for a reason to export: a full batch, a flush, stop or the schedule delay. */
-static void wait_for_work(pf_bsp *b) {
+/* Waits (mu held) for a reason to export: a full batch, a flush, stop or the schedule delay.
+ * Returns true when the delay ran out (export whatever is queued). */
+static bool wait_for_work(pf_bsp *b) {
   uint64_t due = pf_mono_ns() + (uint64_t)b->cfg->o.schedule_delay_ms * 1000000u;
-  while (!b->stop && b->flush_req == b->flush_done &&
-         pf_ring_count(&b->ring) < b->cfg->o.max_export_batch_size) {
+  while (!b->stop && b->flush_req == b->flush_done && !batch_ready(b)) {
     uint64_t now = pf_mono_ns();
-    if (now >= due) return;
-    wait_until(&b->wake, &b->mu, now + WAIT_SLICE_NS < due ? now + WAIT_SLICE_NS : due);
+    if (now >= due) return true;
+    atomic_store(&b->sleeping, 1);
+    atomic_thread_fence(memory_order_seq_cst); /* see pf_bsp_wake */
+    if (!batch_ready(b))
+      wait_until(&b->wake, &b->mu, now + WAIT_SLICE_NS < due ? now + WAIT_SLICE_NS : due);
+    atomic_store(&b->sleeping, 0);
   }
+  return false;
 }
 
 static void *exporter_main(void *arg) {
@@ -166,15 +199,15 @@ static void *exporter_main(void *arg) {
   uint64_t next_calibration = 0;
   pthread_mutex_lock(&b->mu);
   for (;;) {
-    wait_for_work(b);
+    bool due = wait_for_work(b);
     if (pf_mono_ns() >= next_calibration) {
       pf_clock_recalibrate();
       next_calibration = pf_mono_ns() + 1000000000ull;
     }
     uint64_t want = b->flush_req;
-    bool stopping = b->stop;
+    bool stopping = b->stop, patient = stopping || want != b->flush_done;
     pthread_mutex_unlock(&b->mu);
-    drain(b, stopping || want != b->flush_done);
+    drain(b, patient || due, patient);
     pthread_mutex_lock(&b->mu);
     if (want > b->flush_done) {
       b->flush_done = want;
@@ -198,6 +231,18 @@ static int start_thread(pf_bsp *b) {
   return 0;
 }
 
+/* Producers wake a sleeping exporter every this many records (a power of two): about a batch,
+ * or with a queue much larger than a batch up to eight batches but at most a quarter of the
+ * queue. A wake-up costs a futex call and two context switches (microseconds on a VM), so it is
+ * paid per thousands of spans where the queue allows; three quarters of the queue stay as
+ * headroom, and a full batch never waits longer than the exporter's WAIT_SLICE_NS re-check. */
+static uint64_t wake_interval(uint64_t batch, uint64_t queue) {
+  uint64_t want = batch, w = 1;
+  if (queue / 4 > want) want = queue / 4 < 8 * batch ? queue / 4 : 8 * batch;
+  while (w * 2 <= want) w *= 2;
+  return w;
+}
+
 int pf_bsp_start(pf_bsp *b, const pf_config *cfg, pf_exporter *exporter,
                  const pf_resource *resource) {
   memset(b, 0, sizeof *b);
@@ -205,9 +250,7 @@ int pf_bsp_start(pf_bsp *b, const pf_config *cfg, pf_exporter *exporter,
   b->exporter = exporter;
   b->resource = resource;
   b->batch_cap = cfg->o.max_export_batch_size;
-  b->wake_mask = 1; /* wake every power of two <= batch size records */
-  while (b->wake_mask * 2 <= b->batch_cap) b->wake_mask *= 2;
-  b->wake_mask -= 1;
+  b->wake_mask = wake_interval(cfg->o.max_export_batch_size, cfg->o.max_queue_size) - 1;
   int rc = init_sync(b);
   if (rc) return rc;
   rc = pf_ring_init(&b->ring, cfg->o.max_queue_bytes, cfg->o.max_queue_size);
@@ -267,11 +310,7 @@ int pf_bsp_shutdown(pf_bsp *b, uint32_t timeout_ms) {
     b->thread_running = false;
   }
   /* anything still queued now can never be exported */
-  uint64_t left = pf_ring_count(&b->ring);
-  if (exited && left) {
-    atomic_fetch_add(&b->dropped, left);
-    pf_ring_clear(&b->ring);
-  }
+  if (exited && pf_ring_count(&b->ring)) atomic_fetch_add(&b->dropped, pf_ring_clear(&b->ring));
   return exited ? rc : PROFILIS_ETIMEDOUT;
 }
 
@@ -296,12 +335,11 @@ void pf_bsp_fork_parent(pf_bsp *b) { pthread_mutex_unlock(&b->mu); }
  * gone, so the queue (which the parent will export) is emptied and a fresh thread started. */
 void pf_bsp_fork_child(pf_bsp *b) {
   init_sync(b);
-  atomic_store(&b->ring.head, 0);
-  atomic_store(&b->ring.reserved, 0);
-  pf_ring_clear(&b->ring);
+  pf_ring_reset(&b->ring);
   pf_buf_reset(&b->batch_bytes);
   b->flush_req = b->flush_done = 0;
   atomic_store(&b->cancel, 0);
+  atomic_store(&b->sleeping, 0);
   atomic_store(&b->exported, 0);
   atomic_store(&b->dropped, 0);
   atomic_store(&b->failed, 0);

@@ -31,6 +31,9 @@ struct profilis_span {
   pf_span_rec rec; /* ids, times, kind, status, counts; sections below */
   profilis_tracer *tracer;
   pf_buf name, status_msg, tracestate, attrs, events, links;
+  /* bit (n % 64) set when an attribute entry with an n-byte key was added: a new key whose
+   * length has no bit cannot replace anything, so the duplicate search is skipped */
+  uint64_t attr_key_lens;
   bool recording;
   bool in_use;
   struct profilis_span *next_free;

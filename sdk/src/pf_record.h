@@ -176,6 +176,9 @@ static inline uint32_t pf_rd_u32(const uint8_t *p) {
  * builder). Returns 0, PROFILIS_EINVAL or PROFILIS_ENOMEM. value_length_limit 0 = none. */
 struct pf_buf;
 int pf_attr_encode(struct pf_buf *b, const profilis_attr *a, uint32_t value_length_limit);
+/* Same, for a caller that already knows strlen(a->key) (a->key must not be NULL). */
+int pf_attr_encode_klen(struct pf_buf *b, const profilis_attr *a, size_t key_len,
+                        uint32_t value_length_limit);
 /* Appends n bytes of text, repairing ill-formed UTF-8 (U+FFFD). Returns 0 or PROFILIS_ENOMEM. */
 int pf_buf_append_text(struct pf_buf *b, const char *s, size_t n);
 /* Removes the entry with this key from a section, if present. Returns true when removed. */

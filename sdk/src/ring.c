@@ -1,6 +1,7 @@
-/* Bounded MPSC byte ring (see pf_ring.h for the protocol). Space is reserved with a CAS on
- * the head cursor; the record bound uses a counter on the same cache line. The consumer keeps
- * its progress private and publishes it once per batch, so producers rarely miss in cache. */
+/* Bounded MPSC byte ring (see pf_ring.h for the protocol). One CAS on the packed head cursor
+ * reserves bytes and a record slot together. The consumer keeps its progress private, zeroes
+ * what it consumed in bulk and publishes the new tail once per batch, so producers rarely
+ * miss in cache on the consumer's cursor. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,12 +15,9 @@ static size_t slot_size(size_t len) {
 }
 
 int pf_ring_init(pf_ring *r, size_t bytes, uint64_t max_records) {
-  if (!r || max_records == 0) return PROFILIS_EINVAL;
+  if (!r || max_records == 0 || bytes > PF_RING_MAX_CAP) return PROFILIS_EINVAL;
   size_t cap = 4096;
-  while (cap < bytes) {
-    if (cap > ((size_t)1 << 40)) return PROFILIS_EINVAL;
-    cap <<= 1;
-  }
+  while (cap < bytes) cap <<= 1;
   memset(r, 0, sizeof *r);
   r->buf = calloc(1, cap);
   if (!r->buf) return PROFILIS_ENOMEM;
@@ -33,57 +31,58 @@ void pf_ring_destroy(pf_ring *r) {
   r->buf = NULL;
 }
 
-void pf_ring_clear(pf_ring *r) {
+uint64_t pf_ring_clear(pf_ring *r) {
   memset(r->buf, 0, r->cap);
   uint64_t h = atomic_load(&r->head);
+  uint64_t n = pf_ring_cur_records(atomic_load(&r->tail), h);
+  r->creleased = atomic_load(&r->released) + n;
   r->ctail = r->chead = h;
-  r->creleased = atomic_load(&r->reserved);
-  pf_ring_publish(r);
+  atomic_store(&r->released, r->creleased);
+  atomic_store(&r->tail, h);
+  return n;
 }
 
-/* Takes one record slot; returns the record's sequence number + 1, or 0 when full. */
-static uint64_t take_count(pf_ring *r) {
-  uint64_t res = atomic_fetch_add_explicit(&r->reserved, 1, memory_order_relaxed);
-  uint64_t rel = atomic_load_explicit(&r->released, memory_order_acquire);
-  if (res - rel >= r->max_records) {
-    atomic_fetch_sub_explicit(&r->reserved, 1, memory_order_relaxed);
-    return 0;
-  }
-  return res + 1;
+void pf_ring_reset(pf_ring *r) {
+  memset(r->buf, 0, r->cap);
+  r->ctail = r->chead = r->creleased = 0;
+  atomic_store(&r->head, 0);
+  atomic_store(&r->released, 0);
+  atomic_store(&r->tail, 0);
+}
+
+/* Writes a padding record over the `pad` bytes at offset `off` (up to the end of the buffer). */
+static void put_padding(pf_ring *r, size_t off, size_t pad) {
+  pf_ring_hdr *ph = (pf_ring_hdr *)(r->buf + off);
+  ph->len = (uint32_t)pad;
+  atomic_store_explicit(&ph->state, 2, memory_order_release);
 }
 
 void *pf_ring_reserve(pf_ring *r, size_t len, uint64_t *seq) {
   size_t need = slot_size(len);
   if (need > r->cap / 2) return NULL;
-  if (!(*seq = take_count(r))) return NULL;
-  uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+  uint64_t h, nh;
   size_t off, pad;
-  for (;;) {
+  do {
+    /* The tail first: a head read after it is never behind it, so the differences are exact. */
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    h = atomic_load_explicit(&r->head, memory_order_relaxed);
     off = (size_t)(h & (r->cap - 1));
     pad = off + need > r->cap ? r->cap - off : 0;
-    if (h + pad + need - t > r->cap) {
-      atomic_fetch_sub_explicit(&r->reserved, 1, memory_order_relaxed);
+    if (pf_ring_cur_bytes(t, h) + pad + need > r->cap ||
+        pf_ring_cur_records(t, h) >= r->max_records)
       return NULL;
-    }
-    if (atomic_compare_exchange_weak_explicit(&r->head, &h, h + pad + need, memory_order_acq_rel,
-                                              memory_order_relaxed))
-      break;
-  }
+    nh = pf_ring_cur_add(h, pad + need, true);
+    /* seq_cst: the exporter's "sleeping" flag is read after this (see pf_bsp_wake) */
+  } while (!atomic_compare_exchange_weak_explicit(&r->head, &h, nh, memory_order_seq_cst,
+                                                  memory_order_relaxed));
+  *seq = nh >> PF_RING_BYTE_BITS;
   if (pad) {
-    pf_ring_hdr *ph = (pf_ring_hdr *)(r->buf + off);
-    ph->len = (uint32_t)pad;
-    atomic_store_explicit(&ph->state, 2, memory_order_release);
+    put_padding(r, off, pad);
     off = 0;
   }
   pf_ring_hdr *hd = (pf_ring_hdr *)(r->buf + off);
   hd->len = (uint32_t)need;
   return hd + 1;
-}
-
-void pf_ring_commit(void *rec) {
-  pf_ring_hdr *hd = (pf_ring_hdr *)rec - 1;
-  atomic_store_explicit(&hd->state, 1, memory_order_release);
 }
 
 const void *pf_ring_peek(pf_ring *r, size_t *len, bool *busy) {
@@ -100,10 +99,8 @@ const void *pf_ring_peek(pf_ring *r, size_t *len, bool *busy) {
       *busy = true;
       return NULL;
     }
-    if (st == 2) { /* padding: zero it and move on */
-      uint32_t plen = hd->len;
-      memset(hd, 0, plen);
-      r->ctail = t + plen;
+    if (st == 2) { /* padding: skip it (pf_ring_publish zeroes it) */
+      r->ctail = pf_ring_cur_add(t, hd->len, false);
       continue;
     }
     *len = hd->len - sizeof *hd;
@@ -112,15 +109,25 @@ const void *pf_ring_peek(pf_ring *r, size_t *len, bool *busy) {
 }
 
 void pf_ring_release(pf_ring *r, size_t len) {
-  pf_ring_hdr *hd = (pf_ring_hdr *)(r->buf + (r->ctail & (r->cap - 1)));
-  uint32_t slot = hd->len;
+  const pf_ring_hdr *hd = (const pf_ring_hdr *)(r->buf + (r->ctail & (r->cap - 1)));
   (void)len;
-  memset(hd, 0, slot); /* stale bytes must never look like a published header */
-  r->ctail += slot;
+  r->ctail = pf_ring_cur_add(r->ctail, hd->len, true);
   r->creleased++;
 }
 
+/* Zeroes [from, to) of the buffer (cursor positions, at most one lap apart): stale bytes must
+ * never look like a published header once producers reuse the space. */
+static void zero_range(pf_ring *r, uint64_t from, uint64_t to) {
+  size_t n = (size_t)pf_ring_cur_bytes(from, to), off = (size_t)(from & (r->cap - 1));
+  size_t first = n < r->cap - off ? n : r->cap - off;
+  memset(r->buf + off, 0, first);
+  if (n > first) memset(r->buf, 0, n - first);
+}
+
 void pf_ring_publish(pf_ring *r) {
-  atomic_store_explicit(&r->tail, r->ctail, memory_order_release);
+  uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed); /* only we store it */
+  if (t == r->ctail) return;
+  zero_range(r, t, r->ctail);
   atomic_store_explicit(&r->released, r->creleased, memory_order_release);
+  atomic_store_explicit(&r->tail, r->ctail, memory_order_release);
 }

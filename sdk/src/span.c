@@ -1,8 +1,10 @@
 /* Spans: start/end, attributes, events, links, status, and the thread's current-span stack.
  * A live span is a pooled object (per-thread free list, buffers kept across reuse, so the
  * steady state allocates nothing); ending it copies its compact record (pf_record.h) into the
- * processor's ring and returns the object to the ending thread's pool. Ids come from a
- * per-thread xoshiro256** generator seeded from the OS (and reseeded in a fork child). */
+ * processor's ring and returns the object, its sections emptied, to the ending thread's pool.
+ * Ids come from a per-thread xoshiro256** generator seeded from the OS (and reseeded in a fork
+ * child). The public functions are thin wrappers over static ones, so calls inside the
+ * library never go through the PLT. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,8 @@ typedef struct pf_tls {
   pf_ctx_entry stack[STACK_MAX];
 } pf_tls;
 
+/* Reached through tls_get() once per public call: in the shared library every access to a
+ * thread-local costs a __tls_get_addr call. */
 static _Thread_local pf_tls tls;
 static pthread_key_t pool_key;
 static pthread_once_t pool_key_once = PTHREAD_ONCE_INIT;
@@ -44,14 +48,52 @@ static profilis_span noop_span;
 
 uint64_t profilis_now_ns(void) { return pf_clock_now_ns(); }
 
+static inline pf_tls *tls_get(void) {
+  pf_tls *T = &tls;
+  __asm__("" : "+r"(T)); /* opaque: the compiler keeps T instead of recomputing &tls */
+  return T;
+}
+
+/* memcpy without a call for the short names, keys and values that dominate: up to 32 bytes
+ * take two overlapping fixed-size moves; longer copies call memcpy. */
+static inline void copy_short(uint8_t *d, const void *src, size_t n) {
+  const uint8_t *s = src;
+  if (n > 32) {
+    memcpy(d, s, n);
+  } else if (n >= 16) {
+    uint8_t a[16], b[16];
+    memcpy(a, s, 16);
+    memcpy(b, s + n - 16, 16);
+    memcpy(d, a, 16);
+    memcpy(d + n - 16, b, 16);
+  } else if (n >= 8) {
+    uint64_t a, b;
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+    memcpy(d, &a, 8);
+    memcpy(d + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + n - 4, 4);
+    memcpy(d, &a, 4);
+    memcpy(d + n - 4, &b, 4);
+  } else if (n) {
+    uint8_t a = s[0], b = s[n / 2], c = s[n - 1];
+    d[0] = a;
+    d[n / 2] = b;
+    d[n - 1] = c;
+  }
+}
+
 /* ---- ids ---- */
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-static void rng_seed(void) {
+static void rng_seed(pf_tls *T) {
   uint64_t seed[4] = {0};
   if (getrandom(seed, sizeof seed, 0) != (ssize_t)sizeof seed) {
-    uint64_t x = pf_mono_ns() ^ (uint64_t)(uintptr_t)&tls ^ pf_clock_now_ns();
+    uint64_t x = pf_mono_ns() ^ (uint64_t)(uintptr_t)T ^ pf_clock_now_ns();
     for (int i = 0; i < 4; i++) { /* splitmix64 */
       x += 0x9e3779b97f4a7c15ull;
       uint64_t z = x;
@@ -61,43 +103,53 @@ static void rng_seed(void) {
     }
   }
   if (!(seed[0] | seed[1] | seed[2] | seed[3])) seed[0] = 1;
-  memcpy(tls.rng, seed, sizeof seed);
-  tls.seeded = true;
+  memcpy(T->rng, seed, sizeof seed);
+  T->seeded = true;
 }
 
-static inline uint64_t rng_next(void) {
-  if (__builtin_expect(!tls.seeded, 0)) rng_seed();
-  uint64_t *s = tls.rng;
-  uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl(s[3], 45);
+/* One xoshiro256** step. The state lives in four scalars while ids are made (loading and
+ * storing it as an array went through the stack and stalled on store forwarding). */
+typedef struct rng_state {
+  uint64_t s0, s1, s2, s3;
+} rng_state;
+
+static inline uint64_t rng_step(rng_state *r) {
+  uint64_t result = rotl(r->s1 * 5, 7) * 9, t = r->s1 << 17;
+  r->s2 ^= r->s0;
+  r->s3 ^= r->s1;
+  r->s1 ^= r->s2;
+  r->s0 ^= r->s3;
+  r->s2 ^= t;
+  r->s3 = rotl(r->s3, 45);
   return result;
 }
 
-static void new_trace_id(uint8_t id[16]) {
+/* A new span id, and for a root span a new trace id; neither is ever all zero. */
+static inline void new_ids(pf_tls *T, pf_span_rec *rec, bool root) {
+  if (__builtin_expect(!T->seeded, 0)) rng_seed(T);
+  rng_state r = {T->rng[0], T->rng[1], T->rng[2], T->rng[3]};
   uint64_t a, b;
-  do {
-    a = rng_next();
-    b = rng_next();
-  } while (!(a | b));
-  memcpy(id, &a, 8);
-  memcpy(id + 8, &b, 8);
-}
-
-static void new_span_id(uint8_t id[8]) {
-  uint64_t a;
-  do a = rng_next();
+  if (root) {
+    do {
+      a = rng_step(&r);
+      b = rng_step(&r);
+    } while (!(a | b));
+    memcpy(rec->trace_id, &a, 8);
+    memcpy(rec->trace_id + 8, &b, 8);
+  }
+  do a = rng_step(&r);
   while (!a);
-  memcpy(id, &a, 8);
+  memcpy(rec->span_id, &a, 8);
+  T->rng[0] = r.s0;
+  T->rng[1] = r.s1;
+  T->rng[2] = r.s2;
+  T->rng[3] = r.s3;
 }
 
 /* Called in a fork child: the child must not repeat the parent's ids. */
 void pf_span_fork_child(void) {
-  if (tls.seeded) rng_seed();
+  pf_tls *T = tls_get();
+  if (T->seeded) rng_seed(T);
 }
 
 static bool ids_nonzero(const uint8_t *p, size_t n) {
@@ -106,14 +158,16 @@ static bool ids_nonzero(const uint8_t *p, size_t n) {
   return acc != 0;
 }
 
-bool profilis_span_context_is_valid(const profilis_span_context *ctx) {
+static bool ctx_valid(const profilis_span_context *ctx) {
   return ctx && ids_nonzero(ctx->trace_id, 16) && ids_nonzero(ctx->span_id, 8);
 }
 
+bool profilis_span_context_is_valid(const profilis_span_context *ctx) { return ctx_valid(ctx); }
+
 /* ---- per-thread pool ---- */
 
-static void buf_trim(pf_buf *b) {
-  if (b->cap > POOL_BUF_KEEP) pf_buf_free(b);
+static inline void buf_trim(pf_buf *b) {
+  if (__builtin_expect(b->cap > POOL_BUF_KEEP, 0)) pf_buf_free(b);
   b->len = 0;
 }
 
@@ -139,23 +193,24 @@ static void pool_destroy(void *arg) {
 
 static void pool_key_init(void) { pthread_key_create(&pool_key, pool_destroy); }
 
-static profilis_span *pool_get(void) {
-  profilis_span *s = tls.free_list;
-  if (s) {
-    tls.free_list = s->next_free;
-    tls.n_free--;
+static inline profilis_span *pool_get(pf_tls *T) {
+  profilis_span *s = T->free_list;
+  if (__builtin_expect(s != NULL, 1)) {
+    T->free_list = s->next_free;
+    T->n_free--;
     return s;
   }
-  if (!tls.registered) { /* free this thread's pool when it exits */
+  if (!T->registered) { /* free this thread's pool when it exits */
     pthread_once(&pool_key_once, pool_key_init);
-    pthread_setspecific(pool_key, &tls);
-    tls.registered = true;
+    pthread_setspecific(pool_key, T);
+    T->registered = true;
   }
   return calloc(1, sizeof *s);
 }
 
-static void pool_put(profilis_span *s) {
-  if (tls.n_free >= POOL_MAX) {
+/* Every section of a pooled span is empty: span_init relies on it. */
+static inline void pool_put(pf_tls *T, profilis_span *s) {
+  if (__builtin_expect(T->n_free >= POOL_MAX, 0)) {
     span_free(s);
     return;
   }
@@ -165,19 +220,19 @@ static void pool_put(profilis_span *s) {
   buf_trim(&s->attrs);
   buf_trim(&s->events);
   buf_trim(&s->links);
-  s->next_free = tls.free_list;
-  tls.free_list = s;
-  tls.n_free++;
+  s->next_free = T->free_list;
+  T->free_list = s;
+  T->n_free++;
 }
 
 /* ---- current-span stack ---- */
 
-int profilis_context_push(profilis_span *s) {
-  if (tls.depth >= STACK_MAX) {
-    tls.overflow++;
+static int context_push(pf_tls *T, profilis_span *s) {
+  if (T->depth >= STACK_MAX) {
+    T->overflow++;
     return PROFILIS_ELIMIT;
   }
-  pf_ctx_entry *e = &tls.stack[tls.depth++];
+  pf_ctx_entry *e = &T->stack[T->depth++];
   if (!s) s = &noop_span;
   memcpy(e->trace_id, s->rec.trace_id, 16);
   memcpy(e->span_id, s->rec.span_id, 8);
@@ -187,25 +242,29 @@ int profilis_context_push(profilis_span *s) {
   return 0;
 }
 
-void profilis_context_pop(void) {
-  if (tls.overflow) tls.overflow--;
-  else if (tls.depth) tls.depth--;
+static void context_pop(pf_tls *T) {
+  if (T->overflow) T->overflow--;
+  else if (T->depth) T->depth--;
 }
 
+int profilis_context_push(profilis_span *s) { return context_push(tls_get(), s); }
+
+void profilis_context_pop(void) { context_pop(tls_get()); }
+
 profilis_span *profilis_context_current(void) {
-  if (!tls.depth) return NULL;
-  profilis_span *s = tls.stack[tls.depth - 1].span;
+  pf_tls *T = tls_get();
+  if (!T->depth) return NULL;
+  profilis_span *s = T->stack[T->depth - 1].span;
   return s ? s : &noop_span;
 }
 
 /* Forgets `s` in the stack so an ended (recycled) span is never reached through it. */
-static void stack_forget(profilis_span *s) {
-  for (uint32_t i = tls.depth; i-- > 0;)
-    if (tls.stack[i].span == s) tls.stack[i].span = NULL;
+static inline void stack_forget(pf_tls *T, profilis_span *s) {
+  for (uint32_t i = T->depth; i-- > 0;)
+    if (T->stack[i].span == s) T->stack[i].span = NULL;
 }
 
 /* ---- start ---- */
-
 
 /* Appends text (ill-formed UTF-8 repaired), keeping the section under 64 KiB. */
 static int add_text(pf_buf *b, const char *s, size_t n) {
@@ -222,19 +281,32 @@ static int set_text(pf_buf *b, const char *s, size_t n) {
   return add_text(b, s, n);
 }
 
+/* set_text for a NUL-terminated string. Plain ASCII that fits the buffer's room (a span name,
+ * usually) is copied straight in. */
+static inline int set_text_z(pf_buf *b, const char *s) {
+  size_t n = strlen(s);
+  if (n - 1 < b->cap && n <= UINT16_MAX && pf_utf8_is_ascii((const uint8_t *)s, n)) {
+    copy_short(b->p, s, n);
+    b->len = n;
+    return 0;
+  }
+  return set_text(b, s, n);
+}
+
 /* Resolves the parent: explicit context, else the innermost current span (unless root).
  * Fills ids/flags into pc and the tracestate into s. Returns pc or NULL for a root span. */
-static const profilis_span_context *resolve_parent(profilis_span *s, const profilis_span_opts *o,
+static const profilis_span_context *resolve_parent(pf_tls *T, profilis_span *s,
+                                                   const profilis_span_opts *o,
                                                    profilis_span_context *pc) {
   if (o->parent) {
-    if (!profilis_span_context_is_valid(o->parent)) return NULL;
+    if (!ctx_valid(o->parent)) return NULL;
     size_t tl = o->parent->tracestate_len;
     if (tl > PROFILIS_TRACESTATE_MAX) tl = PROFILIS_TRACESTATE_MAX;
     set_text(&s->tracestate, o->parent->tracestate, tl);
     return o->parent;
   }
-  if (o->root || !tls.depth) return NULL;
-  const pf_ctx_entry *e = &tls.stack[tls.depth - 1];
+  if (o->root || !T->depth) return NULL;
+  const pf_ctx_entry *e = &T->stack[T->depth - 1];
   if (!e->valid) return NULL;
   memcpy(pc->trace_id, e->trace_id, 16);
   memcpy(pc->span_id, e->span_id, 8);
@@ -246,47 +318,60 @@ static const profilis_span_context *resolve_parent(profilis_span *s, const profi
   return pc;
 }
 
-static void span_init(profilis_span *s, profilis_tracer *t, const profilis_span_opts *o) {
-  memset(&s->rec, 0, sizeof s->rec);
+/* Copying this compiles to a few vector moves; a memset of the same size becomes `rep stos`,
+ * which is slow to start. */
+static const pf_span_rec zero_rec;
+
+/* The sections are already empty (pool_put, or calloc for a new span). */
+static inline void span_init(profilis_span *s, profilis_tracer *t, const profilis_span_opts *o) {
+  s->rec = zero_rec;
+  s->attr_key_lens = 0;
   s->tracer = t;
   s->rec.scope = &t->scope;
   s->rec.kind = (uint8_t)(o->kind ? o->kind : PROFILIS_SPAN_KIND_INTERNAL);
-  pf_buf_reset(&s->name);
-  pf_buf_reset(&s->status_msg);
-  pf_buf_reset(&s->tracestate);
-  pf_buf_reset(&s->attrs);
-  pf_buf_reset(&s->events);
-  pf_buf_reset(&s->links);
   s->in_use = true;
 }
 
-static void span_add_initial(profilis_span *s, const profilis_span_opts *o) {
-  for (size_t i = 0; i < o->n_attrs; i++) profilis_span_set_attr(s, &o->attrs[i]);
-  for (size_t i = 0; i < o->n_links; i++) profilis_span_add_link(s, &o->links[i], NULL, 0);
+/* Copies the caller's options, honouring their declared size (0 = this version's). */
+static inline void opts_copy(profilis_span_opts *o, const profilis_span_opts *opts) {
+  if (opts && (opts->size == 0 || opts->size >= sizeof *o)) {
+    *o = *opts;
+    return;
+  }
+  memset(o, 0, sizeof *o);
+  if (opts) memcpy(o, opts, opts->size);
 }
 
-int profilis_span_start(profilis_tracer *t, const char *name, const profilis_span_opts *opts,
-                        profilis_span **out) {
+static int span_set_attr(profilis_span *s, const profilis_attr *a);
+static int span_add_link(profilis_span *s, const profilis_span_context *ctx,
+                         const profilis_attr *attrs, size_t n_attrs);
+
+static void span_add_initial(profilis_span *s, const profilis_span_opts *o) {
+  for (size_t i = 0; i < o->n_attrs; i++) span_set_attr(s, &o->attrs[i]);
+  for (size_t i = 0; i < o->n_links; i++) span_add_link(s, &o->links[i], NULL, 0);
+}
+
+static int span_start(profilis_tracer *t, const char *name, const profilis_span_opts *opts,
+                      profilis_span **out) {
   if (!out) return PROFILIS_EINVAL;
   *out = &noop_span;
   if (!t || !name) return PROFILIS_EINVAL;
   profilis_provider *p = t->provider;
   if (p->disabled) return PROFILIS_EDISABLED;
-  profilis_span_opts o = {0};
-  if (opts) memcpy(&o, opts, opts->size && opts->size < sizeof o ? opts->size : sizeof o);
-  profilis_span *s = pool_get();
+  profilis_span_opts o;
+  opts_copy(&o, opts);
+  pf_tls *T = tls_get();
+  profilis_span *s = pool_get(T);
   if (!s) return PROFILIS_ENOMEM;
   span_init(s, t, &o);
   profilis_span_context pc;
-  const profilis_span_context *parent = resolve_parent(s, &o, &pc);
+  const profilis_span_context *parent = resolve_parent(T, s, &o, &pc);
   if (parent) {
     memcpy(s->rec.trace_id, parent->trace_id, 16);
     memcpy(s->rec.parent_span_id, parent->span_id, 8);
     s->rec.has_parent = 1;
-  } else {
-    new_trace_id(s->rec.trace_id);
   }
-  new_span_id(s->rec.span_id);
+  new_ids(T, &s->rec, !parent);
   s->recording = pf_sampler_should_sample(&p->cfg, parent, s->rec.trace_id);
   s->rec.trace_flags = s->recording ? PROFILIS_TRACE_FLAG_SAMPLED : 0;
   if (!s->recording) {
@@ -294,27 +379,38 @@ int profilis_span_start(profilis_tracer *t, const char *name, const profilis_spa
   } else {
     atomic_fetch_add_explicit(&p->started, 1, memory_order_relaxed);
     s->rec.start_ns = o.start_time_ns ? o.start_time_ns : pf_clock_now_ns();
-    set_text(&s->name, name, strlen(name));
-    span_add_initial(s, &o);
+    set_text_z(&s->name, name);
+    if (o.n_attrs | o.n_links) span_add_initial(s, &o);
   }
   *out = s;
   return 0;
 }
 
+int profilis_span_start(profilis_tracer *t, const char *name, const profilis_span_opts *opts,
+                        profilis_span **out) {
+  return span_start(t, name, opts, out);
+}
+
 profilis_span *profilis_span_begin(profilis_tracer *t, const char *name) {
   profilis_span *s;
-  profilis_span_start(t, name, NULL, &s);
+  span_start(t, name, NULL, &s);
   return s;
 }
 
 /* ---- end ---- */
 
+static inline uint8_t *put_section(uint8_t *q, const pf_buf *b) {
+  copy_short(q, b->p, b->len);
+  return q + b->len;
+}
+
 static void queue_record(profilis_span *s, uint64_t end_ns) {
   pf_bsp *b = &s->tracer->provider->bsp;
   pf_span_rec *h = &s->rec;
-  size_t total = sizeof *h + s->name.len + s->status_msg.len + s->tracestate.len + s->attrs.len +
-                 s->events.len + s->links.len;
-  if (total > UINT32_MAX / 2) {
+  /* the rarely used sections, summed first so the common span tests one value */
+  size_t rare = s->status_msg.len + s->tracestate.len + s->events.len + s->links.len;
+  size_t total = sizeof *h + s->name.len + s->attrs.len + rare;
+  if (__builtin_expect(total > UINT32_MAX / 2, 0)) {
     pf_bsp_count_drop(b, "span too large");
     return;
   }
@@ -326,73 +422,134 @@ static void queue_record(profilis_span *s, uint64_t end_ns) {
   h->attrs_len = (uint32_t)s->attrs.len;
   h->events_len = (uint32_t)s->events.len;
   h->links_len = (uint32_t)s->links.len;
-  uint8_t *q = pf_bsp_reserve(b, total);
-  if (!q) return;
-  uint8_t *rec = q;
-  memcpy(q, h, sizeof *h);
-  q += sizeof *h;
-  const pf_buf *secs[] = {&s->name, &s->status_msg, &s->tracestate,
-                          &s->attrs, &s->events,     &s->links};
-  for (size_t i = 0; i < sizeof secs / sizeof secs[0]; i++) {
-    if (secs[i]->len) memcpy(q, secs[i]->p, secs[i]->len);
-    q += secs[i]->len;
+  uint64_t seq;
+  uint8_t *rec = pf_bsp_reserve(b, total, &seq);
+  if (!rec) return;
+  memcpy(rec, h, sizeof *h);
+  uint8_t *q = put_section(rec + sizeof *h, &s->name);
+  if (rare) {
+    q = put_section(q, &s->status_msg);
+    q = put_section(q, &s->tracestate);
   }
-  pf_bsp_commit(b, rec);
+  q = put_section(q, &s->attrs);
+  if (rare) {
+    q = put_section(q, &s->events);
+    put_section(q, &s->links);
+  }
+  pf_bsp_commit(b, rec, seq);
 }
 
-void profilis_span_end_at(profilis_span *s, uint64_t end_time_ns) {
+static void span_end_at(profilis_span *s, uint64_t end_time_ns) {
   if (!s || s == &noop_span || !s->in_use) return;
   if (s->recording) queue_record(s, end_time_ns ? end_time_ns : pf_clock_now_ns());
   s->in_use = false;
-  stack_forget(s);
-  pool_put(s);
+  pf_tls *T = tls_get();
+  stack_forget(T, s);
+  pool_put(T, s);
 }
 
-void profilis_span_end(profilis_span *s) { profilis_span_end_at(s, 0); }
+void profilis_span_end_at(profilis_span *s, uint64_t end_time_ns) { span_end_at(s, end_time_ns); }
+
+void profilis_span_end(profilis_span *s) { span_end_at(s, 0); }
 
 /* ---- attributes, events, links, status ---- */
 
 static inline bool recording(const profilis_span *s) { return s && s->recording && s->in_use; }
 
-int profilis_span_set_attr(profilis_span *s, const profilis_attr *a) {
-  if (!recording(s)) return PROFILIS_ENOTRECORDING;
-  if (!a || !a->key || !a->key[0]) return PROFILIS_EINVAL;
-  const pf_config *c = &s->tracer->provider->cfg;
-  size_t klen = strlen(a->key);
-  if (s->rec.n_attrs && pf_attr_remove(&s->attrs, a->key, klen)) s->rec.n_attrs--;
-  else if (s->rec.n_attrs >= c->o.attribute_count_limit) {
+/* Makes room for the attribute `key` (klen = strlen(key)): an entry with the same key is
+ * removed (the new value replaces it), otherwise the count limit applies. Returns 0, or
+ * PROFILIS_ELIMIT with the drop counted. */
+static int attr_claim(profilis_span *s, const char *key, size_t klen) {
+  if ((s->attr_key_lens >> (klen & 63) & 1) && pf_attr_remove(&s->attrs, key, klen)) {
+    s->rec.n_attrs--;
+    return 0;
+  }
+  if (s->rec.n_attrs >= s->tracer->provider->cfg.o.attribute_count_limit) {
     s->rec.dropped_attrs++;
     return PROFILIS_ELIMIT;
   }
-  int rc = pf_attr_encode(&s->attrs, a, c->o.attribute_value_length_limit);
-  if (rc == 0) s->rec.n_attrs++;
+  return 0;
+}
+
+static int span_set_attr(profilis_span *s, const profilis_attr *a) {
+  if (!recording(s)) return PROFILIS_ENOTRECORDING;
+  if (!a || !a->key || !a->key[0]) return PROFILIS_EINVAL;
+  size_t klen = strlen(a->key);
+  int rc = attr_claim(s, a->key, klen);
+  size_t at = s->attrs.len; /* the new entry's offset, once a replaced one is gone */
+  if (rc == 0)
+    rc = pf_attr_encode_klen(&s->attrs, a, klen,
+                             s->tracer->provider->cfg.o.attribute_value_length_limit);
+  if (rc == 0) {
+    pf_attr_hdr h; /* the stored key may differ from the raw one (UTF-8 repair) */
+    memcpy(&h, s->attrs.p + at, sizeof h);
+    s->attr_key_lens |= UINT64_C(1) << (h.key_len & 63);
+    s->rec.n_attrs++;
+  }
   return rc;
 }
 
-int profilis_span_set_str(profilis_span *s, const char *key, const char *value) {
+/* The typed setters' path. When the key is plain ASCII and the value is a scalar or a string
+ * that needs neither UTF-8 repair nor clipping (the usual case), the entry (pf_record.h) is
+ * written straight into the section from `val` (vlen bytes, the encoded value); otherwise the
+ * general encoder takes `a`. Returns as span_set_attr. */
+static int span_set_simple(profilis_span *s, const profilis_attr *a, const void *val, size_t vlen) {
+  if (!recording(s)) return PROFILIS_ENOTRECORDING;
+  if (!a->key || !a->key[0]) return PROFILIS_EINVAL;
+  size_t klen = strlen(a->key);
+  uint32_t vlimit = s->tracer->provider->cfg.o.attribute_value_length_limit;
+  bool simple = klen <= UINT16_MAX && pf_utf8_is_ascii((const uint8_t *)a->key, klen);
+  if (simple && a->type == PROFILIS_ATTR_STRING)
+    simple = (!vlimit || vlen <= vlimit) && vlen <= UINT32_MAX / 2 &&
+             pf_utf8_is_ascii((const uint8_t *)val, vlen);
+  if (!simple) return span_set_attr(s, a);
+  int rc = attr_claim(s, a->key, klen);
+  if (rc) return rc;
+  pf_buf *b = &s->attrs;
+  size_t need = sizeof(pf_attr_hdr) + klen + vlen;
+  if (need > b->cap - b->len && pf_buf_reserve(b, need)) return PROFILIS_ENOMEM;
+  pf_attr_hdr h = {.type = (uint8_t)a->type, .key_len = (uint16_t)klen, .val_len = (uint32_t)vlen};
+  uint8_t *p = b->p + b->len;
+  memcpy(p, &h, sizeof h);
+  copy_short(p + sizeof h, a->key, klen);
+  copy_short(p + sizeof h + klen, val, vlen);
+  b->len += need;
+  s->attr_key_lens |= UINT64_C(1) << (klen & 63);
+  s->rec.n_attrs++;
+  return 0;
+}
+
+int profilis_span_set_attr(profilis_span *s, const profilis_attr *a) { return span_set_attr(s, a); }
+
+static int span_set_str(profilis_span *s, const char *key, const char *value) {
   profilis_attr a = {.key = key, .type = PROFILIS_ATTR_STRING, .v.s = value ? value : ""};
-  return profilis_span_set_attr(s, &a);
+  return span_set_simple(s, &a, a.v.s, strlen(a.v.s));
+}
+
+int profilis_span_set_str(profilis_span *s, const char *key, const char *value) {
+  return span_set_str(s, key, value);
 }
 
 int profilis_span_set_strn(profilis_span *s, const char *key, const char *value, size_t len) {
-  if (len == 0) return profilis_span_set_str(s, key, "");
+  if (len == 0) return span_set_str(s, key, "");
   profilis_attr a = {.key = key, .type = PROFILIS_ATTR_STRING, .len = len, .v.s = value};
-  return value ? profilis_span_set_attr(s, &a) : PROFILIS_EINVAL;
+  return value ? span_set_simple(s, &a, value, len) : PROFILIS_EINVAL;
 }
 
 int profilis_span_set_bool(profilis_span *s, const char *key, bool value) {
   profilis_attr a = PROFILIS_ATTR_BOOL(key, value);
-  return profilis_span_set_attr(s, &a);
+  uint8_t byte = value ? 1 : 0;
+  return span_set_simple(s, &a, &byte, 1);
 }
 
 int profilis_span_set_int(profilis_span *s, const char *key, int64_t value) {
   profilis_attr a = PROFILIS_ATTR_INT(key, value);
-  return profilis_span_set_attr(s, &a);
+  return span_set_simple(s, &a, &value, 8);
 }
 
 int profilis_span_set_double(profilis_span *s, const char *key, double value) {
   profilis_attr a = PROFILIS_ATTR_DOUBLE(key, value);
-  return profilis_span_set_attr(s, &a);
+  return span_set_simple(s, &a, &value, 8);
 }
 
 /* Appends attrs (first `limit` valid ones) to b; returns the number kept, counts the rest. */
@@ -436,10 +593,10 @@ nomem:
   return PROFILIS_ENOMEM;
 }
 
-int profilis_span_add_link(profilis_span *s, const profilis_span_context *ctx,
-                           const profilis_attr *attrs, size_t n_attrs) {
+static int span_add_link(profilis_span *s, const profilis_span_context *ctx,
+                         const profilis_attr *attrs, size_t n_attrs) {
   if (!recording(s)) return PROFILIS_ENOTRECORDING;
-  if (!profilis_span_context_is_valid(ctx)) return PROFILIS_EINVAL;
+  if (!ctx_valid(ctx)) return PROFILIS_EINVAL;
   const pf_config *c = &s->tracer->provider->cfg;
   if (s->rec.n_links >= c->o.link_count_limit || s->rec.n_links == UINT16_MAX) {
     s->rec.dropped_links++;
@@ -462,6 +619,11 @@ int profilis_span_add_link(profilis_span *s, const profilis_span_context *ctx,
 nomem:
   s->links.len = start;
   return PROFILIS_ENOMEM;
+}
+
+int profilis_span_add_link(profilis_span *s, const profilis_span_context *ctx,
+                           const profilis_attr *attrs, size_t n_attrs) {
+  return span_add_link(s, ctx, attrs, n_attrs);
 }
 
 int profilis_span_set_status(profilis_span *s, profilis_status_code code, const char *message) {
@@ -511,12 +673,13 @@ int profilis_span_get_context(const profilis_span *s, profilis_span_context *out
 /* ---- scoped spans ---- */
 
 profilis_span *profilis__scope_enter(profilis_tracer *t, const char *name) {
-  profilis_span *s = profilis_span_begin(t, name);
-  profilis_context_push(s);
+  profilis_span *s;
+  span_start(t, name, NULL, &s);
+  context_push(tls_get(), s);
   return s;
 }
 
 void profilis__scope_exit(profilis_span **sp) {
-  profilis_context_pop();
-  profilis_span_end(*sp);
+  context_pop(tls_get());
+  span_end_at(*sp, 0);
 }
