@@ -6,6 +6,8 @@ pkg_check_modules(YAML REQUIRED IMPORTED_TARGET yaml-0.1)
 # The HTTP receiver makes GnuTLS (libmicrohttpd's TLS library) require and verify client
 # certificates for mTLS.
 pkg_check_modules(GNUTLS REQUIRED IMPORTED_TARGET gnutls)
+# The durable queue in front of each exporter (collector/dqueue.c) is an LMDB database.
+pkg_check_modules(LMDB REQUIRED IMPORTED_TARGET lmdb)
 
 file(GLOB PC_SRCS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/collector/*.c)
 list(REMOVE_ITEM PC_SRCS ${CMAKE_SOURCE_DIR}/collector/main.c)
@@ -15,7 +17,7 @@ endif()
 add_library(profilis_collector_core STATIC ${PC_SRCS})
 target_include_directories(profilis_collector_core PUBLIC ${CMAKE_SOURCE_DIR}/collector)
 target_link_libraries(profilis_collector_core PUBLIC profilis_static PkgConfig::GRPC PkgConfig::MHD
-  PkgConfig::YAML PkgConfig::GNUTLS PkgConfig::NGHTTP2 PkgConfig::OPENSSL PkgConfig::ZLIB Threads::Threads m)
+  PkgConfig::YAML PkgConfig::GNUTLS PkgConfig::LMDB PkgConfig::NGHTTP2 PkgConfig::OPENSSL PkgConfig::ZLIB Threads::Threads m)
 target_compile_definitions(profilis_collector_core PRIVATE PROFILIS_BUILDING=1)
 
 if(EXISTS ${CMAKE_SOURCE_DIR}/collector/main.c)

@@ -84,3 +84,4 @@ set(PF_DECODE_SRCS ${CMAKE_SOURCE_DIR}/collector/chunk.c ${CMAKE_SOURCE_DIR}/col
   ${CMAKE_SOURCE_DIR}/collector/decode_json.c ${CMAKE_SOURCE_DIR}/collector/json_parse.c)
 pf_add_fuzz(decode_proto fuzz_decode_proto.c ${PF_DECODE_SRCS})
 pf_add_fuzz(decode_json fuzz_decode_json.c ${PF_DECODE_SRCS})
+pf_add_fuzz(dqueue fuzz_dqueue.c ${CMAKE_SOURCE_DIR}/collector/dqueue.c LIBS PkgConfig::LMDB)
