@@ -17,41 +17,7 @@
 
 #include "sampler_harness.h"
 
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-void __real_free(void *p);
-
-static bool g_armed;
-static long g_fail_at, g_calls, g_live;
-
-static bool fail_now(void) { return g_armed && g_calls++ == g_fail_at; }
-
-void *__wrap_malloc(size_t n) {
-  if (fail_now()) return NULL;
-  void *p = __real_malloc(n);
-  if (g_armed && p) g_live++;
-  return p;
-}
-
-void *__wrap_calloc(size_t n, size_t size) {
-  if (fail_now()) return NULL;
-  void *p = __real_calloc(n, size);
-  if (g_armed && p) g_live++;
-  return p;
-}
-
-void *__wrap_realloc(void *p, size_t n) {
-  if (fail_now()) return NULL;
-  void *q = __real_realloc(p, n);
-  if (g_armed && q && !p) g_live++;
-  return q;
-}
-
-void __wrap_free(void *p) {
-  if (g_armed && p) g_live--;
-  __real_free(p);
-}
+#include "failmalloc_wrap.h"
 
 typedef struct counts {
   uint64_t emitted;
