@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Collector benchmark: profilis-loadgen -> profilis-collector (OTLP/gRPC) -> JSONL, on this box.
-# Prints, per scenario: spans/s delivered, collector CPU per span (user+sys from /proc), and RSS
-# (idle, at 10k spans/s, at full speed). Usage: bench/collector-bench.sh [BUILD_DIR] [SPANS]
+# Prints RSS idle; RSS and collector CPU per span at 10k spans/s; and at full speed (batches of
+# 512) the spans/s delivered, the CPU per span of the collector and of loadgen (the two share
+# the machine), and the collector's capacity per core of its own CPU. CPU is thread time from
+# /proc (schedstat, in ns), not wall time; full-speed figures are medians of RUNS runs, since
+# the box is shared and noisy. Progress is read from the admin port's counters, not by counting
+# lines of a file that grows by a GiB (which would itself eat a core); the lines are counted
+# after each phase, outside the timed part, and the file is then emptied: several GiB of dirty
+# page cache would start writeback to the disk and throttle the writer, which measures the disk
+# rather than the collector. Usage: bench/collector-bench.sh [BUILD_DIR] [SPANS] [RUNS]
 set -euo pipefail
 BUILD="${1:-build}"
 SPANS="${2:-2000000}"
+RUNS="${3:-3}"
 BIN="$BUILD/bin"
 WD="$(mktemp -d)"
-trap 'kill $COL 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WD"' EXIT
+COL=
+trap '[ -n "$COL" ] && kill $COL 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WD"' EXIT
 
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 G=$(port); H=$(port); A=$(port)
@@ -28,32 +37,65 @@ COL=$!
 for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$G) 2>/dev/null && break; sleep 0.1; done
 sleep 1
 
-clk=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' /proc/$COL/stat; }
-rss_kib() { awk '/VmRSS/ {print $2}' /proc/$COL/status; }
-lines() { wc -l < "$WD/spans.jsonl" 2>/dev/null || echo 0; }
-wait_lines() { for _ in $(seq 600); do [ "$(lines)" -ge "$1" ] && return; sleep 0.1; done; }
+# CPU of every thread of the collector so far, in ns.
+col_cpu_ns() { cat /proc/$COL/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
+status_kib() { awk -v k="$1:" '$1 == k {print $2}' /proc/$COL/status; }
+# Spans the JSONL exporter has taken (rendered and handed to the file).
+sent() {
+  curl -s "http://127.0.0.1:$A/metrics" |
+    awk '/^profilis_exporter_sent_spans_total\{exporter="jsonl"\}/ {printf "%.0f", $2}'
+}
+wait_sent() { for _ in $(seq 3000); do [ "$(sent)" -ge "$1" ] && return; sleep 0.02; done; }
+# After a phase: waits until the file holds every span the exporter took (it is flushed within
+# flush_interval), adds them up, and empties the file for the next phase.
+delivered=0
+collect_lines() {
+  local want=$(( $(sent) - delivered_sent )) n=0
+  for _ in $(seq 60); do n=$(wc -l < "$WD/spans.jsonl"); [ "$n" -ge "$want" ] && break; sleep 0.5; done
+  delivered=$((delivered + n)) delivered_sent=$(sent)
+  : > "$WD/spans.jsonl"
+}
+delivered_sent=0
+now() { date +%s.%N; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
-echo "rss_idle_kib $(rss_kib)"
+echo "rss_idle_kib $(status_kib VmRSS) (anon $(status_kib RssAnon), file $(status_kib RssFile))"
 
 # 10k spans/s for 5 s
-base=$(lines); t0=$(cpu_ticks)
-"$BIN/profilis-loadgen" --endpoint 127.0.0.1:$G --duration 5 --rate 10000 --workers 1 --attrs 2 >/dev/null &
+base=$(sent); c0=$(col_cpu_ns)
+"$BIN/profilis-loadgen" --endpoint 127.0.0.1:$G --duration 5 --rate 10000 --workers 1 --attrs 2 \
+  >"$WD/lg.out" 2>/dev/null &
 LG=$!
-peak=0; while kill -0 $LG 2>/dev/null; do r=$(rss_kib); [ "$r" -gt "$peak" ] && peak=$r; sleep 0.2; done
-wait $LG; wait_lines $((base + 50000))
-t1=$(cpu_ticks)
+peak=0; while kill -0 $LG 2>/dev/null; do r=$(status_kib VmRSS); [ "$r" -gt "$peak" ] && peak=$r; sleep 0.2; done
+wait $LG
+wait_sent $((base + $(sed -n 's/^sent=\([0-9]*\).*/\1/p' "$WD/lg.out")))
+c1=$(col_cpu_ns); got=$(( $(sent) - base ))
 echo "rss_10k_spans_per_s_kib $peak"
-awk -v t=$((t1 - t0)) -v hz=$clk -v n=50000 'BEGIN {printf "cpu_us_per_span_at_10k %.3f\n", t / hz * 1e6 / n}'
+awk -v t=$((c1 - c0)) -v n=$got 'BEGIN {printf "cpu_us_per_span_at_10k %.3f\n", t / 1e3 / n}'
+collect_lines
 
-# full speed
-base=$(lines); t0=$(cpu_ticks); s0=$(date +%s.%N)
-out=$("$BIN/profilis-loadgen" --endpoint 127.0.0.1:$G --spans "$SPANS" --workers 1 --attrs 2 \
-  --queue-size 65536 --batch-size 512 --block | tail -1)
-wait_lines $((base + SPANS)); s1=$(date +%s.%N); t1=$(cpu_ticks)
-echo "loadgen: $out"
-got=$(( $(lines) - base ))
-awk -v n=$got -v a=$s0 -v b=$s1 'BEGIN {printf "collector_spans_per_s %.0f\n", n / (b - a)}'
-awk -v t=$((t1 - t0)) -v hz=$clk -v n=$got 'BEGIN {printf "cpu_us_per_span_full_speed %.3f\n", t / hz * 1e6 / n}'
-echo "rss_after_full_speed_kib $(rss_kib)"
-echo "delivered $got of $SPANS"
+# full speed, RUNS times
+rates= col_us= lg_us=
+TIMEFORMAT='%U %S'
+for i in $(seq "$RUNS"); do
+  base=$(sent); c0=$(col_cpu_ns); t0=$(now)
+  { time "$BIN/profilis-loadgen" --endpoint 127.0.0.1:$G --spans "$SPANS" --workers 1 --attrs 2 \
+      --queue-size 65536 --batch-size 512 --block >"$WD/lg.out" 2>/dev/null; } 2>"$WD/lg.time"
+  wait_sent $((base + SPANS))
+  t1=$(now); c1=$(col_cpu_ns); got=$(( $(sent) - base ))
+  r=$(awk -v n=$got -v a=$t0 -v b=$t1 'BEGIN {printf "%.0f", n / (b - a)}')
+  cu=$(awk -v t=$((c1 - c0)) -v n=$got 'BEGIN {printf "%.3f", t / 1e3 / n}')
+  lu=$(awk -v n=$got '{printf "%.3f", ($1 + $2) * 1e6 / n}' "$WD/lg.time")
+  echo "run $i: spans_per_s $r collector_cpu_us_per_span $cu loadgen_cpu_us_per_span $lu ($(tail -1 "$WD/lg.out"))"
+  rates="$rates $r" col_us="$col_us $cu" lg_us="$lg_us $lu"
+  collect_lines
+done
+cu=$(echo "$col_us" | median)
+echo "collector_spans_per_s $(echo "$rates" | median)"
+echo "cpu_us_per_span_full_speed $cu"
+echo "loadgen_cpu_us_per_span_full_speed $(echo "$lg_us" | median)"
+awk -v u="$cu" 'BEGIN {printf "collector_spans_per_s_per_core %.0f\n", 1e6 / u}'
+echo "rss_after_full_speed_kib $(status_kib VmRSS)"
+
+# every span the exporter took must have reached the file
+echo "delivered $delivered of $(sent)"

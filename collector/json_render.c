@@ -3,7 +3,9 @@
  * OTLP/JSON form of a chunk as one ResourceSpans (lowerCamelCase keys, ids as hex, 64-bit
  * integers as decimal strings, enums as integers, bytes as base64, scopes grouped in order of
  * first appearance). Encoded AnyValues (kvlists, nested arrays) are read with the protobuf wire
- * reader, depth-capped. Every string goes out as valid UTF-8 through pf_json. */
+ * reader, depth-capped. Every string goes out as valid UTF-8: printable ASCII as it is, anything
+ * else escaped and repaired by pf_json. A span line's tail (resource, scope, tenant) is the same
+ * for every span of a scope in a chunk, so it is rendered once and copied. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,9 +16,10 @@
 #define JR_ANY_DEPTH PC_DECODE_MAX_DEPTH /* AnyValue nesting rendered; deeper is {} / null */
 /* ---- inline writers ----
  * Keys, punctuation, ids, integers and plain ASCII strings are most of every line; writing
- * them straight into the buffer (one capacity check each) instead of through pf_json's calls
- * makes rendering several times faster. Anything else goes through pf_json, which escapes and
- * repairs UTF-8. Errors stay sticky in j->err as pf_json defines. */
+ * them straight into the buffer instead of through pf_json's calls makes rendering several
+ * times faster. Two layers: w_* store at a cursor into room the caller reserved (a span line's
+ * head takes one reservation), put_* reserve their own. Anything that needs escaping or UTF-8
+ * repair goes through pf_json. Errors stay sticky in j->err as pf_json defines. */
 
 /* Room for n more bytes, or NULL (j->err set). */
 static inline char *room(pf_json *j, size_t n) {
@@ -29,55 +32,247 @@ static inline char *room(pf_json *j, size_t n) {
   return (char *)b->p + b->len;
 }
 
+/* Marks the bytes written from the end of the buffer up to the cursor d as used. */
+static inline void commit(pf_json *j, const char *d) {
+  j->out->len = (size_t)((const uint8_t *)d - j->out->p);
+}
+
+#define HOT static inline __attribute__((always_inline)) /* the per-span helpers */
+
+/* Copies of up to 32 bytes (names, keys, values, digits) as two overlapping moves. */
+HOT char *w_copy(char *d, const char *s, size_t n) {
+  if (n >= 16 && n <= 32) {
+    char a[16], b[16];
+    memcpy(a, s, 16);
+    memcpy(b, s + n - 16, 16);
+    memcpy(d, a, 16);
+    memcpy(d + n - 16, b, 16);
+  } else if (n >= 8 && n < 16) {
+    uint64_t a, b;
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+    memcpy(d, &a, 8);
+    memcpy(d + n - 8, &b, 8);
+  } else if (n >= 4 && n < 8) {
+    uint32_t a, b;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + n - 4, 4);
+    memcpy(d, &a, 4);
+    memcpy(d + n - 4, &b, 4);
+  } else if (n) {
+    memcpy(d, s, n);
+  }
+  return d + n;
+}
+
+#define W_LIT(d, lit) (memcpy((d), "" lit, sizeof(lit) - 1), (d) + sizeof(lit) - 1)
+
 static inline int put(pf_json *j, const char *s, size_t n) {
   char *d = room(j, n);
   if (!d) return j->err;
-  memcpy(d, s, n);
-  j->out->len += n;
+  commit(j, w_copy(d, s, n));
   return 0;
 }
 
 #define LIT(j, lit) put((j), "" lit, sizeof(lit) - 1)
 
+/* Decimal digits of v (1..20): an estimate from its bit length, corrected by one compare. */
+HOT unsigned dec_len(uint64_t v) {
+  static const uint64_t p10[20] = {1ull,
+                                   10ull,
+                                   100ull,
+                                   1000ull,
+                                   10000ull,
+                                   100000ull,
+                                   1000000ull,
+                                   10000000ull,
+                                   100000000ull,
+                                   1000000000ull,
+                                   10000000000ull,
+                                   100000000000ull,
+                                   1000000000000ull,
+                                   10000000000000ull,
+                                   100000000000000ull,
+                                   1000000000000000ull,
+                                   10000000000000000ull,
+                                   100000000000000000ull,
+                                   1000000000000000000ull,
+                                   10000000000000000000ull};
+  unsigned t = ((unsigned)(64 - __builtin_clzll(v | 1)) * 1233u) >> 12; /* 1233/4096 ~ log10 2 */
+  return v ? t + (v >= p10[t]) : 1;
+}
+
+static const char digit_pairs[] = "00010203040506070809"
+                                  "10111213141516171819"
+                                  "20212223242526272829"
+                                  "30313233343536373839"
+                                  "40414243444546474849"
+                                  "50515253545556575859"
+                                  "60616263646566676869"
+                                  "70717273747576777879"
+                                  "80818283848586878889"
+                                  "90919293949596979899";
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* The eight digits of x < 1e8, zero-padded, as text in a register (first digit in the lowest
+ * byte): built and stored whole, since storing digit pairs into a buffer and copying them on
+ * stalls on store forwarding. */
+HOT uint64_t digits8(uint32_t x) {
+  uint32_t hi = x / 10000, lo = x % 10000;
+  uint16_t p[4];
+  memcpy(&p[0], digit_pairs + 2 * (hi / 100), 2);
+  memcpy(&p[1], digit_pairs + 2 * (hi % 100), 2);
+  memcpy(&p[2], digit_pairs + 2 * (lo / 100), 2);
+  memcpy(&p[3], digit_pairs + 2 * (lo % 100), 2);
+  return (uint64_t)p[0] | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 32 | (uint64_t)p[3] << 48;
+}
+
+/* x < 1e8 without leading zeros. Stores eight bytes whatever its length: callers reserve
+ * room for 20. */
+HOT char *w_lead8(char *d, uint32_t x) {
+  unsigned n = dec_len(x);
+  uint64_t text = digits8(x) >> (8 * (8 - n));
+  memcpy(d, &text, 8);
+  return d + n;
+}
+
+HOT char *w_8digits(char *d, uint32_t x) {
+  uint64_t text = digits8(x);
+  memcpy(d, &text, 8);
+  return d + 8;
+}
+
+/* v in decimal, at most 20 bytes (timestamps have 19): eight digits at a time. */
+HOT char *w_u64(char *d, uint64_t v) {
+  if (v < 10) {
+    *d = (char)('0' + v);
+    return d + 1;
+  }
+  if (v < 100000000u) return w_lead8(d, (uint32_t)v);
+  uint64_t hi = v / 100000000u;
+  if (hi < 100000000u) {
+    d = w_lead8(d, (uint32_t)hi);
+  } else {
+    d = w_lead8(d, (uint32_t)(hi / 100000000u));
+    d = w_8digits(d, (uint32_t)(hi % 100000000u));
+  }
+  return w_8digits(d, (uint32_t)(v % 100000000u));
+}
+#else
+/* v in decimal, at most 20 bytes. */
+HOT char *w_u64(char *d, uint64_t v) {
+  char *end = d + dec_len(v), *e = end;
+  for (; v >= 100; v /= 100) {
+    e -= 2;
+    memcpy(e, digit_pairs + 2 * (v % 100), 2);
+  }
+  if (v >= 10)
+    memcpy(e - 2, digit_pairs + 2 * v, 2);
+  else
+    e[-1] = (char)('0' + v);
+  return end;
+}
+#endif
+
+/* Four bytes as eight lowercase hex digits, without a table: each byte is spread to a 16-bit
+ * lane as (high nibble, low nibble), and 39 more is added to the nibbles above 9 ('a' - '0' -
+ * 10), all lanes at once. */
+HOT char *w_hex4(char *d, const uint8_t *p) {
+  uint64_t x = (uint64_t)p[0] | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 32 | (uint64_t)p[3] << 48;
+  uint64_t n = (x >> 4 & 0x000f000f000f000full) | (x & 0x000f000f000f000full) << 8;
+  uint64_t letters = ((n + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+  uint64_t text = n + 0x3030303030303030ull + letters * 39;
+  memcpy(d, &text, 8); /* the lanes' byte order is the text's on little-endian hosts */
+  return d + 8;
+}
+
+/* Quoted lowercase hex of n bytes (ids: 8 or 16). At most 2n + 2 bytes. */
+HOT char *w_hex(char *d, const uint8_t *p, size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  *d++ = '"';
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  for (; n >= 4; n -= 4, p += 4) d = w_hex4(d, p);
+#endif
+  for (; n; n--, p++) *d++ = digits[*p >> 4], *d++ = digits[*p & 15];
+  *d++ = '"';
+  return d;
+}
+
+/* True when some byte of w is below 0x20, above 0x7e, '"' or '\\': such text needs escaping
+ * or UTF-8 checks. Whole-word tests, each exact as a yes/no answer: (x - 0x01..) & ~x & 0x80..
+ * finds a zero byte (and with 0x20.. a byte below 0x20); w | (w + 0x01..) has a high bit when a
+ * byte is 0x7f or above (w + 0x01.. can only carry out of a byte that has the high bit already). */
+HOT bool word_special(uint64_t w) {
+  const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+  uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+  uint64_t ctl = (w - ones * 0x20) & ~w;
+  uint64_t top = w | (w + ones);
+  uint64_t quote = (q - ones) & ~q;
+  uint64_t bslash = (b - ones) & ~b;
+  return ((ctl | top | quote | bslash) & high) != 0;
+}
+
+/* True when s[0..n) is printable ASCII without '"' and '\\': it goes out as it is. */
+HOT bool plain_text(const char *s, size_t n) {
+  uint64_t w;
+  if (n >= 8) {
+    size_t i = 0;
+    for (; i + 8 < n; i += 8) {
+      memcpy(&w, s + i, 8);
+      if (word_special(w)) return false;
+    }
+    memcpy(&w, s + n - 8, 8); /* the last word, overlapping what was checked */
+    return !word_special(w);
+  }
+  /* shorter texts go into one word without a copy through memory: first and last four
+   * bytes (overlapping), or for 1..3 bytes the first, middle and last; the rest is 'a' */
+  if (n >= 4) {
+    uint32_t a, b;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + n - 4, 4);
+    w = (uint64_t)a | (uint64_t)b << 32;
+  } else {
+    const uint8_t *u = (const uint8_t *)s;
+    w = 0x6161616161616161ull;
+    if (n) w = 0x6161616161000000ull | u[0] | (uint64_t)u[n / 2] << 8 | (uint64_t)u[n - 1] << 16;
+  }
+  return !word_special(w);
+}
+
+/* A quoted string the caller knows is plain_text. At most n + 2 bytes. */
+HOT char *w_plain(char *d, const char *s, size_t n) {
+  *d++ = '"';
+  d = w_copy(d, s, n);
+  *d++ = '"';
+  return d;
+}
+
 static inline void put_u64(pf_json *j, uint64_t v) {
-  char tmp[20];
-  size_t i = sizeof tmp;
-  do tmp[--i] = (char)('0' + v % 10);
-  while (v /= 10);
-  put(j, tmp + i, sizeof tmp - i);
+  char *d = room(j, 20);
+  if (d) commit(j, w_u64(d, v));
 }
 
 static inline void put_i64(pf_json *j, int64_t v) {
-  if (v < 0) put(j, "-", 1);
-  put_u64(j, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
+  char *d = room(j, 21);
+  if (!d) return;
+  if (v < 0) *d++ = '-';
+  commit(j, w_u64(d, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v));
 }
 
 /* Quoted lowercase hex (ids). */
 static inline void put_hex(pf_json *j, const uint8_t *p, size_t n) {
-  static const char digits[] = "0123456789abcdef";
   char *d = room(j, 2 * n + 2);
-  if (!d) return;
-  *d++ = '"';
-  for (size_t i = 0; i < n; i++) *d++ = digits[p[i] >> 4], *d++ = digits[p[i] & 15];
-  *d = '"';
-  j->out->len += 2 * n + 2;
+  if (d) commit(j, w_hex(d, p, n));
 }
 
-/* A quoted string: printable ASCII without quote or backslash is copied as is. */
-static inline void put_str(pf_json *j, const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    uint8_t c = (uint8_t)s[i];
-    if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
-      pf_json_str(j, s, n);
-      return;
-    }
+/* A quoted string: plain text is copied as is, anything else escaped and repaired. */
+HOT void put_str(pf_json *j, const char *s, size_t n) {
+  if (!plain_text(s, n)) {
+    pf_json_str(j, s, n);
+    return;
   }
   char *d = room(j, n + 2);
-  if (!d) return;
-  d[0] = '"';
-  memcpy(d + 1, s, n);
-  d[n + 1] = '"';
-  j->out->len += n + 2;
+  if (d) commit(j, w_plain(d, s, n));
 }
 
 static inline void put_cstr(pf_json *j, const char *s) {
@@ -312,6 +507,37 @@ static void plain_value(pf_json *j, const pf_attr_view *a) {
     pf_json_attr_value(j, a);
 }
 
+/* "key":value for the usual attributes (a plain key and a plain string, an int or a bool) in
+ * one reservation. Returns false, having written nothing, for any other: plain_attrs then
+ * takes the general path. */
+static bool plain_attr_fast(pf_json *j, const pf_attr_view *a) {
+  size_t vmax;
+  if (a->type == PROFILIS_ATTR_STRING && plain_text((const char *)a->val, a->val_len))
+    vmax = a->val_len + 2;
+  else if (a->type == PROFILIS_ATTR_INT && a->val_len >= 8)
+    vmax = 21;
+  else if (a->type == PROFILIS_ATTR_BOOL && a->val_len >= 1)
+    vmax = 5;
+  else
+    return false;
+  if (!plain_text(a->key, a->key_len)) return false;
+  char *d = room(j, a->key_len + 3 + vmax);
+  if (!d) return true; /* the error is sticky in j */
+  d = w_plain(d, a->key, a->key_len);
+  *d++ = ':';
+  if (a->type == PROFILIS_ATTR_STRING) {
+    d = w_plain(d, (const char *)a->val, a->val_len);
+  } else if (a->type == PROFILIS_ATTR_INT) {
+    int64_t v = pf_rd_i64(a->val);
+    if (v < 0) *d++ = '-';
+    d = w_u64(d, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
+  } else {
+    d = a->val[0] ? W_LIT(d, "true") : W_LIT(d, "false");
+  }
+  commit(j, d);
+  return true;
+}
+
 /* An attribute section as a plain object; bytes as base64, nested values as JSON. */
 static void plain_attrs(pf_json *j, const uint8_t *sec, size_t len) {
   size_t off = 0;
@@ -319,6 +545,7 @@ static void plain_attrs(pf_json *j, const uint8_t *sec, size_t len) {
   LIT(j, "{");
   for (bool first = true; pf_attr_next(sec, len, &off, &a); first = false) {
     if (!first) LIT(j, ",");
+    if (plain_attr_fast(j, &a)) continue;
     put_str(j, a.key, a.key_len);
     LIT(j, ":");
     if ((int)a.type == PF_ATTR_BYTES)
@@ -373,70 +600,95 @@ static void plain_links(pf_json *j, const pf_span_rec *r) {
   LIT(j, "]");
 }
 
+/* The line up to status_message in three runs of keys, ids and numbers, each written into one
+ * reservation (their sizes are bounded: ids are 8 or 16 bytes, numbers at most 20 digits),
+ * with the three strings between them. */
 static void plain_head(pf_json *j, const pf_span_rec *r) {
-  LIT(j, "{\"trace_id\":");
-  put_hex(j, r->trace_id, 16);
-  LIT(j, ",\"span_id\":");
-  put_hex(j, r->span_id, 8);
-  LIT(j, ",\"parent_span_id\":");
-  if (r->has_parent)
-    put_hex(j, r->parent_span_id, 8);
-  else
-    LIT(j, "\"\"");
-  LIT(j, ",\"trace_state\":");
+  char *d = room(j, 160);
+  if (!d) return;
+  d = W_LIT(d, "{\"trace_id\":");
+  d = w_hex(d, r->trace_id, 16);
+  d = W_LIT(d, ",\"span_id\":");
+  d = w_hex(d, r->span_id, 8);
+  d = W_LIT(d, ",\"parent_span_id\":");
+  d = r->has_parent ? w_hex(d, r->parent_span_id, 8) : W_LIT(d, "\"\"");
+  commit(j, W_LIT(d, ",\"trace_state\":"));
   put_str(j, pf_rec_tracestate(r), r->tracestate_len);
-  LIT(j, ",\"flags\":");
-  put_u64(j, r->trace_flags);
-  LIT(j, ",\"name\":");
+  if (!(d = room(j, 64))) return;
+  d = W_LIT(d, ",\"flags\":");
+  d = w_u64(d, r->trace_flags);
+  commit(j, W_LIT(d, ",\"name\":"));
   put_str(j, pf_rec_name(r), r->name_len);
-  LIT(j, ",\"kind\":");
-  put_u64(j, r->kind);
-  LIT(j, ",\"start_time_unix_nano\":");
-  put_u64(j, r->start_ns);
-  LIT(j, ",\"end_time_unix_nano\":");
-  put_u64(j, r->end_ns);
-  LIT(j, ",\"duration_ns\":");
-  put_u64(j, r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0);
-  LIT(j, ",\"status_code\":");
-  put_u64(j, r->status_code);
-  LIT(j, ",\"status_message\":");
+  if (!(d = room(j, 256))) return;
+  d = W_LIT(d, ",\"kind\":");
+  d = w_u64(d, r->kind);
+  d = W_LIT(d, ",\"start_time_unix_nano\":");
+  d = w_u64(d, r->start_ns);
+  d = W_LIT(d, ",\"end_time_unix_nano\":");
+  d = w_u64(d, r->end_ns);
+  d = W_LIT(d, ",\"duration_ns\":");
+  d = w_u64(d, r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0);
+  d = W_LIT(d, ",\"status_code\":");
+  d = w_u64(d, r->status_code);
+  commit(j, W_LIT(d, ",\"status_message\":"));
   put_str(j, pf_rec_status_msg(r), r->status_msg_len);
 }
 
-/* One span as a line; `res` is the chunk's resource object, rendered once. */
-static void plain_line(pf_json *j, const pf_span_rec *r, const pf_buf *res, const char *tenant) {
+/* Everything after the links that every span of one scope shares: resource, scope, tenant.
+ * Rendered once per chunk and scope into s->tail. Returns 0 or PROFILIS_ENOMEM. */
+static int plain_tail(pc_json_scratch *s, const pc_chunk *c, const pf_scope *scope) {
+  pf_buf_reset(&s->tail);
+  pf_json t = pf_json_on(&s->tail);
+  LIT(&t, ",\"resource\":");
+  plain_attrs(&t, c->resource.attrs.p, c->resource.attrs.len);
+  LIT(&t, ",\"scope\":{\"name\":");
+  put_cstr(&t, scope ? scope->name : NULL);
+  LIT(&t, ",\"version\":");
+  put_cstr(&t, scope ? scope->version : NULL);
+  LIT(&t, "},\"tenant\":");
+  put_str(&t, c->tenant, strnlen(c->tenant, PC_TENANT_MAX));
+  LIT(&t, "}\n");
+  s->tail_scope = scope;
+  return t.err;
+}
+
+/* One span as a line, ending with the tail of its scope. */
+static void plain_line(pf_json *j, const pf_span_rec *r, const pf_buf *tail) {
   plain_head(j, r);
   LIT(j, ",\"attributes\":");
   plain_attrs(j, pf_rec_attrs(r), r->attrs_len);
-  LIT(j, ",\"dropped_attributes_count\":");
-  put_u64(j, r->dropped_attrs);
-  LIT(j, ",\"events\":");
-  plain_events(j, r);
-  LIT(j, ",\"dropped_events_count\":");
-  put_u64(j, r->dropped_events);
-  LIT(j, ",\"links\":");
-  plain_links(j, r);
-  LIT(j, ",\"dropped_links_count\":");
-  put_u64(j, r->dropped_links);
-  LIT(j, ",\"resource\":");
-  put(j, (const char *)res->p, res->len);
-  LIT(j, ",\"scope\":{\"name\":");
-  put_cstr(j, r->scope ? r->scope->name : NULL);
-  LIT(j, ",\"version\":");
-  put_cstr(j, r->scope ? r->scope->version : NULL);
-  LIT(j, "},\"tenant\":");
-  put_str(j, tenant, strnlen(tenant, PC_TENANT_MAX));
-  LIT(j, "}\n");
+  if (!r->dropped_attrs && !r->events_len && !r->dropped_events && !r->links_len &&
+      !r->dropped_links) { /* the usual span: what follows is always the same */
+    LIT(j, ",\"dropped_attributes_count\":0,\"events\":[],\"dropped_events_count\":0,"
+           "\"links\":[],\"dropped_links_count\":0");
+  } else {
+    LIT(j, ",\"dropped_attributes_count\":");
+    put_u64(j, r->dropped_attrs);
+    LIT(j, ",\"events\":");
+    plain_events(j, r);
+    LIT(j, ",\"dropped_events_count\":");
+    put_u64(j, r->dropped_events);
+    LIT(j, ",\"links\":");
+    plain_links(j, r);
+    LIT(j, ",\"dropped_links_count\":");
+    put_u64(j, r->dropped_links);
+  }
+  put(j, (const char *)tail->p, tail->len);
 }
 
 int pc_json_span_lines(pc_json_scratch *s, const pc_chunk *c, pf_buf *out) {
-  pf_buf_reset(&s->res);
-  pf_json rj = pf_json_on(&s->res);
-  plain_attrs(&rj, c->resource.attrs.p, c->resource.attrs.len);
-  if (rj.err) return rj.err;
   pf_json j = pf_json_on(out);
-  for (uint32_t i = 0; i < c->n_spans && !j.err; i++)
-    if (pf_rec_sections_fit(c->spans[i])) plain_line(&j, c->spans[i], &s->res, c->tenant);
+  bool have_tail = false;
+  for (uint32_t i = 0; i < c->n_spans && !j.err; i++) {
+    const pf_span_rec *r = c->spans[i];
+    if (!pf_rec_sections_fit(r)) continue;
+    if (!have_tail || r->scope != s->tail_scope) {
+      int rc = plain_tail(s, c, r->scope);
+      if (rc) return rc;
+      have_tail = true;
+    }
+    plain_line(&j, r, &s->tail);
+  }
   return j.err;
 }
 
@@ -575,7 +827,7 @@ bool pc_json_has_spans(const pc_chunk *c) {
 }
 
 void pc_json_scratch_free(pc_json_scratch *s) {
-  pf_buf_free(&s->res);
+  pf_buf_free(&s->tail);
   free(s->seen);
   memset(s, 0, sizeof *s);
 }

@@ -12,8 +12,9 @@
 #include "pc_chunk.h"
 
 typedef struct pc_json_scratch {
-  pf_buf res;            /* the chunk's resource object, rendered once per chunk */
-  const pf_scope **seen; /* scopes already grouped in the chunk being rendered */
+  pf_buf tail;                /* what follows the links in a span line: resource, scope, tenant */
+  const pf_scope *tail_scope; /* the scope tail was rendered for (within the current chunk) */
+  const pf_scope **seen;      /* scopes already grouped in the chunk being rendered */
   size_t n_seen, cap_seen;
 } pc_json_scratch;
 

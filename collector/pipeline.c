@@ -517,6 +517,7 @@ static int slot_start(pc_slot *s) {
   if (!s->batch) return PROFILIS_ENOMEM;
   s->batch_cap = BATCH_INIT_CAP;
   if (pthread_create(&s->thread, NULL, slot_main, s)) return PROFILIS_ENOMEM;
+  pthread_setname_np(s->thread, "pc-export"); /* tells the threads apart in top -H, perf */
   s->started = true;
   return 0;
 }

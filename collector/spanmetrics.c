@@ -385,8 +385,7 @@ static sm_series *slow_path(pc_spanmetrics *sm, uint64_t h, const sm_ctx *c, con
     pf_log_rl(&sm->rl, PF_LOG_WARN,
               "span metrics: %u label sets reached (max_series); new ones count as overflow",
               sm->max_series);
-    atomic_fetch_add_explicit(&sm->overflow_spans, 1, memory_order_relaxed);
-    s = sm->overflow;
+    s = sm->overflow; /* its spans are added to overflow_spans when the run is flushed */
   }
   return s;
 }
@@ -412,14 +411,73 @@ static void chunk_ctx(const pc_spanmetrics *sm, const pc_chunk *c, sm_ctx *out) 
       hash_bytes(hash_bytes(sm->seed, out->tenant, out->tenant_len), out->svc, out->svc_len);
 }
 
-static inline void add_sum(sm_series *s, uint64_t d) {
-  uint64_t old = atomic_fetch_add_explicit(&s->sum_lo, d, memory_order_relaxed);
-  if (old + d < old) atomic_fetch_add_explicit(&s->sum_hi, 1, memory_order_relaxed);
+/* Consecutive spans of one key (a chunk's spans mostly share a few names) are counted in a
+ * run and added to their series once per run: two atomic adds per span were most of the cost,
+ * and more so with two receiver threads pulling the same series' cache lines back and forth. */
+#define SM_RUN_BUCKETS 32 /* buckets a run counts in; spans in higher ones are added at once */
+
+typedef struct sm_run {
+  sm_series *s; /* NULL: no run */
+  const char *name;
+  size_t name_len;
+  uint8_t kind, status;
+  uint64_t n, sum_lo, sum_hi;
+  uint64_t counts[SM_RUN_BUCKETS];
+} sm_run;
+
+static void run_flush(pc_spanmetrics *sm, sm_run *r) {
+  if (!r->s) return;
+  for (size_t i = 0; i <= sm->n_buckets && i < SM_RUN_BUCKETS; i++) {
+    if (!r->counts[i]) continue;
+    atomic_fetch_add_explicit(&r->s->buckets[i], r->counts[i], memory_order_relaxed);
+    r->counts[i] = 0;
+  }
+  uint64_t old = atomic_fetch_add_explicit(&r->s->sum_lo, r->sum_lo, memory_order_relaxed);
+  uint64_t carry = old + r->sum_lo < old;
+  if (r->sum_hi + carry)
+    atomic_fetch_add_explicit(&r->s->sum_hi, r->sum_hi + carry, memory_order_relaxed);
+  if (r->s == sm->overflow)
+    atomic_fetch_add_explicit(&sm->overflow_spans, r->n, memory_order_relaxed);
+  r->s = NULL;
+  r->n = r->sum_lo = r->sum_hi = 0;
+}
+
+static inline bool run_is(const sm_run *r, const char *name, size_t name_len, uint8_t kind,
+                          uint8_t status) {
+  return r->s && r->kind == kind && r->status == status && r->name_len == name_len &&
+         bytes_eq(r->name, name, name_len);
+}
+
+/* Makes the run the one of this key: flushes another one, then looks the series up. */
+static void run_start(pc_spanmetrics *sm, sm_run *r, const sm_ctx *ctx, const char *name,
+                      size_t name_len, uint8_t kind, uint8_t status) {
+  run_flush(sm, r);
+  uint64_t h = key_hash(ctx->seed, name, name_len, kind, status);
+  sm_table *t = atomic_load_explicit(&sm->table, memory_order_acquire);
+  sm_series *s = table_find(t, h, ctx, name, name_len, kind, status);
+  r->s = s ? s : slow_path(sm, h, ctx, name, name_len, kind, status);
+  r->name = name;
+  r->name_len = name_len;
+  r->kind = kind;
+  r->status = status;
+}
+
+static inline void run_add(const pc_spanmetrics *sm, sm_run *r, uint64_t d) {
+  size_t b = bucket_of(sm, d);
+  if (b < SM_RUN_BUCKETS)
+    r->counts[b]++;
+  else
+    atomic_fetch_add_explicit(&r->s->buckets[b], 1, memory_order_relaxed);
+  r->n++;
+  r->sum_lo += d;
+  r->sum_hi += r->sum_lo < d; /* the 128-bit sum's carry */
 }
 
 void pc_spanmetrics_observe(pc_spanmetrics *sm, const pc_chunk *c) {
   if (!sm || !c || !c->n_spans) return;
   sm_ctx ctx;
+  sm_run run;
+  memset(&run, 0, sizeof run);
   chunk_ctx(sm, c, &ctx);
   for (uint32_t i = 0; i < c->n_spans; i++) {
     const pf_span_rec *r = c->spans[i];
@@ -427,14 +485,11 @@ void pc_spanmetrics_observe(pc_spanmetrics *sm, const pc_chunk *c) {
     const char *name = pf_rec_name(r);
     size_t name_len = clip(name, r->name_len);
     uint8_t kind = r->kind <= 5 ? r->kind : 0, status = r->status_code <= 2 ? r->status_code : 0;
-    uint64_t h = key_hash(ctx.seed, name, name_len, kind, status);
-    sm_table *t = atomic_load_explicit(&sm->table, memory_order_acquire);
-    sm_series *s = table_find(t, h, &ctx, name, name_len, kind, status);
-    if (!s) s = slow_path(sm, h, &ctx, name, name_len, kind, status);
-    uint64_t d = r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0;
-    atomic_fetch_add_explicit(&s->buckets[bucket_of(sm, d)], 1, memory_order_relaxed);
-    add_sum(s, d);
+    if (!run_is(&run, name, name_len, kind, status))
+      run_start(sm, &run, &ctx, name, name_len, kind, status);
+    run_add(sm, &run, r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0);
   }
+  run_flush(sm, &run);
 }
 
 /* ---- rendering ---- */
@@ -494,8 +549,8 @@ int pc_spanmetrics_render(pc_spanmetrics *sm, pf_buf *out) {
   for (size_t i = 0; i <= n && !rc; i++)
     rc = render_calls_one(sm, i < n ? series_at(sm, i) : sm->overflow, &snap, out);
   if (!rc)
-    rc = pf_buf_puts(out, "# HELP " SM_DURATION
-                          " Span durations in seconds.\n# TYPE " SM_DURATION " histogram\n");
+    rc = pf_buf_puts(out, "# HELP " SM_DURATION " Span durations in seconds.\n# TYPE " SM_DURATION
+                          " histogram\n");
   for (size_t i = 0; i <= n && !rc; i++)
     rc = render_histogram(sm, i < n ? series_at(sm, i) : sm->overflow, &snap, out);
   if (!rc)
