@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pf_wire.h"
 #include "json_parse.h"
 #include "pc_decode.h"
 #include "profilis/common.h"
@@ -212,18 +213,6 @@ static int want_type(tr *t, pc_json_type want, const char *why) {
 
 /* ---- protobuf writing ---- */
 
-static inline size_t varint_size(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) v >>= 7, n++;
-  return n;
-}
-
-static inline uint8_t *put_varint(uint8_t *p, uint64_t v) {
-  while (v >= 0x80) *p++ = (uint8_t)(v | 0x80), v >>= 7;
-  *p++ = (uint8_t)v;
-  return p;
-}
-
 static inline int need(pf_buf *b, size_t n) {
   return n <= b->cap - b->len ? 0 : pf_buf_reserve(b, n);
 }
@@ -231,8 +220,8 @@ static inline int need(pf_buf *b, size_t n) {
 static int w_tag_varint(tr *t, uint32_t num, uint32_t wt, uint64_t v, bool with_value) {
   int rc = need(&t->w, 20);
   if (rc) return rc;
-  uint8_t *p = put_varint(t->w.p + t->w.len, (uint64_t)num << 3 | wt);
-  if (with_value) p = put_varint(p, v);
+  uint8_t *p = pf_put_varint(t->w.p + t->w.len, (uint64_t)num << 3 | wt);
+  if (with_value) p = pf_put_varint(p, v);
   t->w.len = (size_t)(p - t->w.p);
   return 0;
 }
@@ -264,10 +253,10 @@ static int len_begin(tr *t, uint32_t num, mark *m) {
 static int len_end(tr *t, const mark *m) {
   size_t body = t->w.len - m->len_at - LEN_HOLD;
   if (body > UINT32_MAX) return tr_fail(t, "message too large");
-  size_t k = varint_size(body);
+  size_t k = pf_varint_size(body);
   uint8_t *at = t->w.p + m->len_at;
   if (k < LEN_HOLD && body) memmove(at + k, at + LEN_HOLD, body);
-  put_varint(at, body);
+  pf_put_varint(at, body);
   t->w.len -= LEN_HOLD - k;
   return 0;
 }

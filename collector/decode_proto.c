@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pf_wire.h"
 #include "pc_decode.h"
 #include "pf_time.h"
 #include "pf_utf8.h"
@@ -296,32 +297,13 @@ static inline size_t fixed_len(const uint8_t *s, size_t n) {
 
 static inline bool utf8_ok(const uint8_t *s, size_t n) { return fixed_len(s, n) == n; }
 
-/* Names, keys and short values are mostly 4..16 bytes: two overlapping moves beat a call. */
-static inline void copy_bytes(uint8_t *dst, const uint8_t *src, size_t n) {
-  if (n >= 8 && n <= 16) {
-    uint64_t a, b;
-    memcpy(&a, src, 8);
-    memcpy(&b, src + n - 8, 8);
-    memcpy(dst, &a, 8);
-    memcpy(dst + n - 8, &b, 8);
-  } else if (n >= 4 && n < 8) {
-    uint32_t a, b;
-    memcpy(&a, src, 4);
-    memcpy(&b, src + n - 4, 4);
-    memcpy(dst, &a, 4);
-    memcpy(dst + n - 4, &b, 4);
-  } else if (n) {
-    memcpy(dst, src, n);
-  }
-}
-
 static int put_text_slow(dec *d, pf_buf *b, slice s, size_t max, size_t *len) {
   size_t fixed = pf_utf8_fixed_len(s.p, s.n);
   int rc = need(b, fixed);
   if (rc) return rc;
   uint8_t *dst = b->p + b->len;
   if (fixed == s.n) {
-    copy_bytes(dst, s.p, s.n);
+    pf_copy_small(dst, s.p, s.n);
   } else {
     pf_utf8_fix(dst, s.p, s.n);
     d->c->modified = true;
@@ -344,7 +326,7 @@ static inline __attribute__((always_inline)) int put_text(dec *d, pf_buf *b, sli
   if (s.n <= max && is_ascii(s.p, s.n)) {
     int rc = need(b, s.n);
     if (rc) return rc;
-    copy_bytes(b->p + b->len, s.p, s.n);
+    pf_copy_small(b->p + b->len, s.p, s.n);
     b->len += s.n;
     *len = s.n;
     return 0;
@@ -468,24 +450,6 @@ static int fix_child(int m, const wf *f) {
   }
 }
 
-static size_t varint_size(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    n++;
-  }
-  return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v) {
-  while (v >= 0x80) {
-    *p++ = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
-  *p++ = (uint8_t)v;
-  return p;
-}
-
 static size_t fix_size(int m, const uint8_t *p, size_t n) {
   rd r = rd_of(p, n);
   wf f = {0};
@@ -497,7 +461,7 @@ static size_t fix_size(int m, const uint8_t *p, size_t n) {
       continue;
     }
     size_t body = k == M_STR ? pf_utf8_fixed_len(f.p, f.n) : fix_size(k, f.p, f.n);
-    total += varint_size((uint64_t)f.num << 3 | WT_LEN) + varint_size(body) + body;
+    total += pf_varint_size((uint64_t)f.num << 3 | WT_LEN) + pf_varint_size(body) + body;
   }
   return total;
 }
@@ -513,8 +477,8 @@ static uint8_t *fix_write(int m, const uint8_t *p, size_t n, uint8_t *dst) {
       continue;
     }
     size_t body = k == M_STR ? pf_utf8_fixed_len(f.p, f.n) : fix_size(k, f.p, f.n);
-    dst = put_varint(dst, (uint64_t)f.num << 3 | WT_LEN);
-    dst = put_varint(dst, body);
+    dst = pf_put_varint(dst, (uint64_t)f.num << 3 | WT_LEN);
+    dst = pf_put_varint(dst, body);
     if (k == M_STR)
       pf_utf8_fix(dst, f.p, f.n);
     else

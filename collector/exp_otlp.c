@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pf_wire.h"
 #include "grpc_client.h"
 #include "otlp_exporter.h"
 #include "pc_exporter.h"
@@ -29,20 +30,12 @@ typedef struct ox_exporter {
 
 /* ---- the request ---- */
 
-static int put_varint(pf_buf *b, uint64_t v) {
-  uint8_t tmp[10];
-  size_t n = 0;
-  for (; v >= 0x80; v >>= 7) tmp[n++] = (uint8_t)(v | 0x80);
-  tmp[n++] = (uint8_t)v;
-  return pf_buf_append(b, tmp, n);
-}
-
 /* Appends one chunk as ResourceSpans entries of the request. */
 static int append_chunk(pf_buf *req, const pc_chunk *c) {
   if (!c->modified && c->raw.len > 0) {
     int rc = pf_buf_reserve(req, 11 + c->raw.len);
     if (!rc) rc = pf_buf_append(req, "\x0a", 1);
-    if (!rc) rc = put_varint(req, c->raw.len);
+    if (!rc) rc = pf_buf_put_varint(req, c->raw.len);
     if (!rc) rc = pf_buf_append(req, c->raw.p, c->raw.len);
     return rc;
   }

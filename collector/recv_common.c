@@ -5,6 +5,7 @@
  * written by hand here rather than compiled from protos the project does not ship. */
 #include "recv_common.h"
 
+#include "pf_wire.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,22 +129,10 @@ void pc_recv_handle(pc_recv_stats *s, pc_pipeline *p, const uint8_t *body, size_
 
 /* ---- google.rpc.Status on the wire ---- */
 
-static int put_varint(pf_buf *b, uint64_t v) {
-  uint8_t tmp[10];
-  size_t n = 0;
-  do {
-    tmp[n] = (uint8_t)(v & 0x7f);
-    v >>= 7;
-    if (v) tmp[n] |= 0x80;
-    n++;
-  } while (v);
-  return pf_buf_append(b, tmp, n);
-}
-
 /* A length-delimited field whose payload is already encoded. */
 static int put_bytes(pf_buf *b, unsigned field, const void *p, size_t n) {
-  int rc = put_varint(b, (uint64_t)field << 3 | 2);
-  if (!rc) rc = put_varint(b, n);
+  int rc = pf_buf_put_varint(b, (uint64_t)field << 3 | 2);
+  if (!rc) rc = pf_buf_put_varint(b, n);
   if (!rc) rc = pf_buf_append(b, p, n);
   return rc;
 }
@@ -151,10 +140,11 @@ static int put_bytes(pf_buf *b, unsigned field, const void *p, size_t n) {
 /* Any{type_url, value: RetryInfo{retry_delay: Duration{seconds, nanos}}}, built inside out. */
 static int put_retry_info(pf_buf *out, uint32_t retry_ms) {
   pf_buf dur = {0}, ri = {0}, any = {0};
-  int rc = put_varint(&dur, 1 << 3);
-  if (!rc) rc = put_varint(&dur, retry_ms / 1000);
-  if (!rc && retry_ms % 1000) rc = put_varint(&dur, 2 << 3);
-  if (!rc && retry_ms % 1000) rc = put_varint(&dur, (uint64_t)(retry_ms % 1000) * 1000000u);
+  int rc = pf_buf_put_varint(&dur, 1 << 3);
+  if (!rc) rc = pf_buf_put_varint(&dur, retry_ms / 1000);
+  if (!rc && retry_ms % 1000) rc = pf_buf_put_varint(&dur, 2 << 3);
+  if (!rc && retry_ms % 1000)
+    rc = pf_buf_put_varint(&dur, (uint64_t)(retry_ms % 1000) * 1000000u);
   if (!rc) rc = put_bytes(&ri, 1, dur.p, dur.len);
   if (!rc) rc = put_bytes(&any, 1, RETRY_INFO_TYPE, strlen(RETRY_INFO_TYPE));
   if (!rc) rc = put_bytes(&any, 2, ri.p, ri.len);
@@ -168,8 +158,8 @@ static int put_retry_info(pf_buf *out, uint32_t retry_ms) {
 int pc_rpc_status_encode(pf_buf *out, int code, const char *message, uint32_t retry_ms) {
   int rc = 0;
   if (code != 0) {
-    rc = put_varint(out, 1 << 3);
-    if (!rc) rc = put_varint(out, (uint64_t)(uint32_t)code);
+    rc = pf_buf_put_varint(out, 1 << 3);
+    if (!rc) rc = pf_buf_put_varint(out, (uint64_t)(uint32_t)code);
   }
   if (!rc && message && *message) rc = put_bytes(out, 2, message, strlen(message));
   if (!rc && retry_ms > 0) rc = put_retry_info(out, retry_ms);

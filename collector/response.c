@@ -3,41 +3,30 @@
  * rejected or there is something to say, as the OTLP specification asks. */
 #include <string.h>
 
+#include "pf_wire.h"
 #include "json_write.h"
 #include "pc_decode.h"
 #include "pf_utf8.h"
 #include "profilis/common.h"
-
-static size_t varint_len(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) v >>= 7, n++;
-  return n;
-}
-
-static uint8_t *varint_put(uint8_t *p, uint64_t v) {
-  while (v >= 0x80) *p++ = (uint8_t)(v | 0x80), v >>= 7;
-  *p++ = (uint8_t)v;
-  return p;
-}
 
 int pc_encode_response_proto(pf_buf *out, uint64_t rejected, const char *message) {
   size_t raw = message ? strlen(message) : 0;
   if (!rejected && !raw) return 0;
   size_t mlen = pf_utf8_fixed_len((const uint8_t *)message, raw); /* string fields are UTF-8 */
   size_t body =
-      (rejected ? 1 + varint_len(rejected) : 0) + (mlen ? 1 + varint_len(mlen) + mlen : 0);
-  int rc = pf_buf_reserve(out, 1 + varint_len(body) + body);
+      (rejected ? 1 + pf_varint_size(rejected) : 0) + (mlen ? 1 + pf_varint_size(mlen) + mlen : 0);
+  int rc = pf_buf_reserve(out, 1 + pf_varint_size(body) + body);
   if (rc) return rc;
   uint8_t *p = out->p + out->len;
   *p++ = 0x0a; /* partial_success = 1, length-delimited */
-  p = varint_put(p, body);
+  p = pf_put_varint(p, body);
   if (rejected) {
     *p++ = 0x08; /* rejected_spans = 1, varint */
-    p = varint_put(p, rejected);
+    p = pf_put_varint(p, rejected);
   }
   if (mlen) {
     *p++ = 0x12; /* error_message = 2, length-delimited */
-    p = varint_put(p, mlen);
+    p = pf_put_varint(p, mlen);
     pf_utf8_fix(p, (const uint8_t *)message, raw);
     p += mlen;
   }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "pf_wire.h"
 #include "pf_exporter.h"
 #include "profilis/common.h"
 
@@ -22,57 +23,18 @@ enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 /* ---- primitives ---- */
 
 /* Nearly every length and number here is below 2^14, so those cases skip the bit maths. */
-static inline size_t varint_size(uint64_t v) {
-  if (v < 0x80u) return 1;
-  if (v < 0x4000u) return 2;
-  unsigned bits = 64u - (unsigned)__builtin_clzll(v);
-  return (bits + 6u) / 7u;
-}
 
 /* Size of a length-delimited field with a one-byte tag and an n-byte body. */
-static inline size_t len_field(size_t n) { return 1 + varint_size(n) + n; }
-
-static inline uint8_t *put_varint(uint8_t *p, uint64_t v) {
-  if (v < 0x80u) {
-    *p = (uint8_t)v;
-    return p + 1;
-  }
-  while (v >= 0x80u) {
-    *p++ = (uint8_t)(v | 0x80u);
-    v >>= 7;
-  }
-  *p++ = (uint8_t)v;
-  return p;
-}
+static inline size_t len_field(size_t n) { return 1 + pf_varint_size(n) + n; }
 
 static inline uint8_t *put_len(uint8_t *p, uint8_t tag, size_t n) {
   *p++ = tag;
-  return put_varint(p, n);
-}
-
-/* Names, keys and short values are mostly 4..16 bytes: two overlapping 8-byte (or 4-byte)
- * moves beat a call into the library memcpy for them. */
-static inline void copy_bytes(uint8_t *dst, const uint8_t *src, size_t n) {
-  if (n >= 8 && n <= 16) {
-    uint64_t a, b;
-    memcpy(&a, src, 8);
-    memcpy(&b, src + n - 8, 8);
-    memcpy(dst, &a, 8);
-    memcpy(dst + n - 8, &b, 8);
-  } else if (n >= 4 && n < 8) {
-    uint32_t a, b;
-    memcpy(&a, src, 4);
-    memcpy(&b, src + n - 4, 4);
-    memcpy(dst, &a, 4);
-    memcpy(dst + n - 4, &b, 4);
-  } else {
-    memcpy(dst, src, n);
-  }
+  return pf_put_varint(p, n);
 }
 
 static inline uint8_t *put_bytes(uint8_t *p, uint8_t tag, const void *d, size_t n) {
   p = put_len(p, tag, n);
-  copy_bytes(p, d, n);
+  pf_copy_small(p, d, n);
   return p + n;
 }
 
@@ -123,7 +85,7 @@ static inline size_t scalar_body(profilis_attr_type t, const uint8_t *v, size_t 
     return 2;
   case PROFILIS_ATTR_INT:
   case PROFILIS_ATTR_INT_ARRAY:
-    return 1 + varint_size((uint64_t)pf_rd_i64(v));
+    return 1 + pf_varint_size((uint64_t)pf_rd_i64(v));
   default:
     return 9;
   }
@@ -142,7 +104,7 @@ static inline uint8_t *put_scalar(uint8_t *p, profilis_attr_type t, const uint8_
   case PROFILIS_ATTR_INT:
   case PROFILIS_ATTR_INT_ARRAY:
     *p++ = TAG(3, WT_VARINT);
-    return put_varint(p, (uint64_t)pf_rd_i64(v));
+    return pf_put_varint(p, (uint64_t)pf_rd_i64(v));
   default: /* the record holds the double's bits in host order; the wire wants LE */
     *p++ = TAG(4, WT_I64);
     return put_le(p, (uint64_t)pf_rd_i64(v), 8);
@@ -247,7 +209,7 @@ static uint8_t *put_attrs(uint8_t *p, uint8_t tag, const uint8_t *sec, size_t le
 
 /* ---- events, links, status ---- */
 
-static inline size_t opt_varint(uint64_t v) { return v ? 1 + varint_size(v) : 0; }
+static inline size_t opt_varint(uint64_t v) { return v ? 1 + pf_varint_size(v) : 0; }
 static inline size_t opt_str(size_t n) { return n ? len_field(n) : 0; }
 
 static size_t event_body(const pf_event_view *e) {
@@ -285,7 +247,7 @@ static uint8_t *put_events(uint8_t *p, const pf_span_rec *r) {
     p = put_attrs(p, TAG(3, WT_LEN), e.attrs, e.h.attrs_len);
     if (e.h.dropped_attrs) {
       *p++ = TAG(4, WT_VARINT);
-      p = put_varint(p, e.h.dropped_attrs);
+      p = pf_put_varint(p, e.h.dropped_attrs);
     }
   }
   return p;
@@ -302,7 +264,7 @@ static uint8_t *put_links(uint8_t *p, const pf_span_rec *r) {
     p = put_attrs(p, TAG(4, WT_LEN), l.attrs, l.h.attrs_len);
     if (l.h.dropped_attrs) {
       *p++ = TAG(5, WT_VARINT);
-      p = put_varint(p, l.h.dropped_attrs);
+      p = pf_put_varint(p, l.h.dropped_attrs);
     }
     if (l.h.flags) {
       *p++ = TAG(6, WT_I32);
@@ -336,24 +298,24 @@ static uint8_t *put_span(uint8_t *p, const pf_span_rec *r, size_t body) {
   if (r->name_len) p = put_bytes(p, TAG(5, WT_LEN), pf_rec_name(r), r->name_len);
   if (r->kind) {
     *p++ = TAG(6, WT_VARINT);
-    p = put_varint(p, r->kind);
+    p = pf_put_varint(p, r->kind);
   }
   if (r->start_ns) p = put_fixed64(p, TAG(7, WT_I64), r->start_ns);
   if (r->end_ns) p = put_fixed64(p, TAG(8, WT_I64), r->end_ns);
   p = put_attrs(p, TAG(9, WT_LEN), pf_rec_attrs(r), r->attrs_len);
   if (r->dropped_attrs) {
     *p++ = TAG(10, WT_VARINT);
-    p = put_varint(p, r->dropped_attrs);
+    p = pf_put_varint(p, r->dropped_attrs);
   }
   p = put_events(p, r);
   if (r->dropped_events) {
     *p++ = TAG(12, WT_VARINT);
-    p = put_varint(p, r->dropped_events);
+    p = pf_put_varint(p, r->dropped_events);
   }
   p = put_links(p, r);
   if (r->dropped_links) {
     *p++ = TAG(14, WT_VARINT);
-    p = put_varint(p, r->dropped_links);
+    p = pf_put_varint(p, r->dropped_links);
   }
   size_t st = status_body(r);
   if (st) {
@@ -362,7 +324,7 @@ static uint8_t *put_span(uint8_t *p, const pf_span_rec *r, size_t body) {
       p = put_bytes(p, TAG(2, WT_LEN), pf_rec_status_msg(r), r->status_msg_len);
     if (r->status_code) {
       *p++ = TAG(3, WT_VARINT);
-      p = put_varint(p, r->status_code);
+      p = pf_put_varint(p, r->status_code);
     }
   }
   if (r->trace_flags) {
