@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "pc_config.h"
+#include "pc_dqueue.h"
 #include "pf_buf.h"
 #include "pf_log.h"
 #include "profilis/common.h"
@@ -23,6 +24,9 @@
 #define MAX_ALIASES 4096
 #define MAX_ERRORS 100
 #define MAX_EXPORTERS 256
+#define MAX_TENANTS 1024
+#define MAX_RULES 256
+#define MAX_TOKEN_FILE (1u << 20)
 #define MAX_KEY 64            /* longer mapping keys are unknown by definition */
 #define MAX_VALUE (64u << 10) /* a value after ${env:} substitution */
 
@@ -38,6 +42,9 @@ typedef enum key_type {
   K_DURATIONS, /* double * in ms, ascending, count at .off_n; bounds = item count */
   K_HEADERS,   /* pc_header_cfg *, count at .off_n; bounds = pair count */
   K_NAMES,     /* char **, count at .off_n; bounds = item count */
+  K_NUMBER,    /* double within .min/.max (whole-number bounds) */
+  K_STRINGS,   /* char **, count at .off_n; bounds = item count; each item as K_STRING with
+                  .kind and at most 4096 bytes */
 } key_type;
 
 typedef struct key_choice {
@@ -60,6 +67,8 @@ enum {
 #define T_JSONL (1u << PC_EXPORTER_JSONL)
 #define T_OTLP (1u << PC_EXPORTER_OTLP)
 #define T_PROM (1u << PC_EXPORTER_PROMETHEUS)
+#define T_TENANT (1u << 8) /* rows of one entry of `tenants` */
+#define T_RULE (1u << 9)   /* rows of one sampling rule */
 
 typedef struct cfg_key {
   const char *key; /* dotted path inside its section */
@@ -84,6 +93,8 @@ typedef struct cfg_section {
 
 #define CFG(f) .off = offsetof(pc_config, f), .width = sizeof(((pc_config *)0)->f)
 #define EXP(f) .off = offsetof(pc_exporter_cfg, f), .width = sizeof(((pc_exporter_cfg *)0)->f)
+#define TEN(f) .off = offsetof(pc_tenant_cfg, f), .width = sizeof(((pc_tenant_cfg *)0)->f)
+#define RULE(f) .off = offsetof(pc_rule_cfg, f), .width = sizeof(((pc_rule_cfg *)0)->f)
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MS_S 1000ull
 #define MS_M (60 * MS_S)
@@ -97,6 +108,12 @@ static const char *check_target(const char *s);
 static const str_kind SK_LISTEN = {"`host:port`", check_listen};
 static const str_kind SK_TARGET = {"URL or `host:port`", check_target};
 static const str_kind SK_PATH = {"file path", NULL};
+static const char *check_tenant(const char *s);
+static const char *check_token(const char *s);
+static const char *check_header_name(const char *s);
+static const str_kind SK_TENANT = {"tenant id", check_tenant};
+static const str_kind SK_TOKEN = {"token", check_token};
+static const str_kind SK_HEADER = {"header name", check_header_name};
 
 static const key_choice level_choices[] = {{"error", PF_LOG_ERROR},
                                            {"warn", PF_LOG_WARN},
@@ -110,6 +127,15 @@ static const key_choice fsync_choices[] = {{"never", PC_FSYNC_NEVER},
                                            {"interval", PC_FSYNC_INTERVAL},
                                            {NULL, 0}};
 static const key_choice compression_choices[] = {{"none", 0}, {"gzip", 1}, {NULL, 0}};
+static const key_choice queue_full_choices[] = {
+#define PC__DQ_CHOICE(name, text) {text, PC_DQ_##name},
+    PC_DQ_FULL_POLICY_MAP(PC__DQ_CHOICE)
+#undef PC__DQ_CHOICE
+    {NULL, 0}};
+static const key_choice rule_action_choices[] = {{"keep", PC_RULE_KEEP},
+                                                 {"drop", PC_RULE_DROP},
+                                                 {"probability", PC_RULE_PROBABILITY},
+                                                 {NULL, 0}};
 
 /* The tables: one row per key reads better than clang-format's one line per field. The
  * receivers' TLS rows are the same for gRPC and HTTP. */
@@ -185,7 +211,42 @@ static const cfg_key service_keys[] = {
     {.key = "exporters", .type = K_NAMES, .flags = F_REQUIRED, CFG(route),
      .off_n = offsetof(pc_config, n_route), .min = 1, .max = MAX_EXPORTERS,
      .doc = "the route: exporters (names from `exporters`) that receive every accepted span; "
-            "at most one `prometheus`. Exporters not listed are checked but not started"},
+            "at most one `prometheus`. Exporters not listed are checked but not started. With "
+            "`tenants`, the route of every tenant that names none"},
+};
+
+static const cfg_key tenancy_keys[] = {
+    {.key = "header", .type = K_STRING, CFG(tenant_header), .min = 1, .max = 128,
+     .kind = &SK_HEADER, .def = "x-scope-orgid",
+     .doc = "gRPC metadata / HTTP header that names the tenant of a request"},
+    {.key = "resource_attribute", .type = K_STRING, .flags = F_EMPTY_UNSET,
+     CFG(tenant_attribute), .max = 256,
+     .doc = "resource attribute that names the tenant of its spans (unset: not used)"},
+    {.key = "default_tenant", .type = K_STRING, .flags = F_EMPTY_UNSET, CFG(default_tenant),
+     .max = PC_TENANT_ID_MAX, .kind = &SK_TENANT,
+     .doc = "tenant of requests that carry no token and name no tenant, or name an unknown "
+            "one; unset: they are refused (UNAUTHENTICATED / 401)"},
+};
+
+static const cfg_key sampling_keys[] = {
+    {.key = "decision_wait", .type = K_DURATION, CFG(sampling_wait_ms), .min = 1, .max = 10 * MS_M,
+     .def = "5s",
+     .doc = "spans of a sampled tenant wait this long after their trace's first span, so the "
+            "whole trace is decided at once (error and latency rules)"},
+    {.key = "max_traces", .type = K_U32, CFG(sampling_max_traces), .min = 1, .max = 10000000,
+     .def = "100000", .doc = "traces waiting at most; beyond it the oldest are decided early"},
+    {.key = "max_memory", .type = K_SIZE, CFG(sampling_max_bytes), .min = MIB, .max = 64 * GIB,
+     .def = "64MiB", .doc = "bytes of waiting spans at most; beyond it the oldest are decided early"},
+    {.key = "decided_cache", .type = K_U32, CFG(sampling_decided_cache), .min = 0,
+     .max = 16777216, .def = "65536",
+     .doc = "verdicts remembered, so late spans follow their trace's decision"},
+    {.key = "adjust", .type = K_DURATION, CFG(sampling_adjust_ms), .min = 100, .max = MS_M,
+     .def = "1s", .doc = "probabilities are recomputed from the measured rates this often"},
+    {.key = "load.start", .type = K_NUMBER, CFG(sampling_load_start), .min = 0, .max = 1,
+     .def = "0.6",
+     .doc = "memory budget fill above which sampling tightens (before receivers refuse)"},
+    {.key = "load.floor", .type = K_NUMBER, CFG(sampling_load_floor), .min = 0, .max = 1,
+     .def = "0.1", .doc = "fraction of each target left when the memory budget is full"},
 };
 
 static const cfg_section config_sections[] = {
@@ -198,6 +259,10 @@ static const cfg_section config_sections[] = {
     {"limits", limits_keys, LEN(limits_keys), "Memory budget and shutdown"},
     {"log", log_keys, LEN(log_keys), "The collector's own log, on stderr"},
     {"service", service_keys, LEN(service_keys), "What runs"},
+    {"tenancy", tenancy_keys, LEN(tenancy_keys),
+     "How a request's tenant is recognised when `tenants` is configured"},
+    {"sampling", sampling_keys, LEN(sampling_keys),
+     "The decision window of adaptive sampling, shared by every tenant with a sampling target"},
 };
 
 #define DEFAULT_BUCKETS \
@@ -266,9 +331,115 @@ static const cfg_key exporter_keys[] = {
     {.key = "max_series", .type = K_U32, .types = T_PROM, EXP(max_series), .min = 1,
      .max = 10000000, .def = "10000",
      .doc = "label sets per metric; spans past it are counted in one overflow series"},
+    {.key = "breaker.enabled", .type = K_BOOL, .types = T_JSONL | T_OTLP, EXP(breaker_enabled),
+     .def = "true", .doc = "a circuit breaker stops exporting to a failing backend for a while"},
+    {.key = "breaker.failures", .type = K_U32, .types = T_JSONL | T_OTLP, EXP(breaker_failures),
+     .min = 0, .max = 1000000, .def = "5", .doc = "failed exports in a row that open it; 0 = off"},
+    {.key = "breaker.failure_ratio", .type = K_NUMBER, .types = T_JSONL | T_OTLP,
+     EXP(breaker_failure_ratio), .min = 0, .max = 1, .def = "0.5",
+     .doc = "failed/all exports within `window` that open it; 0 = off"},
+    {.key = "breaker.min_calls", .type = K_U32, .types = T_JSONL | T_OTLP, EXP(breaker_min_calls),
+     .min = 1, .max = 1000000, .def = "20",
+     .doc = "exports the window must hold before the ratio counts"},
+    {.key = "breaker.window", .type = K_DURATION, .types = T_JSONL | T_OTLP,
+     EXP(breaker_window_ms), .min = 100, .max = MS_H, .def = "30s",
+     .doc = "sliding window of the failure ratio"},
+    {.key = "breaker.open", .type = K_DURATION, .types = T_JSONL | T_OTLP, EXP(breaker_open_ms),
+     .min = 10, .max = MS_H, .def = "1s",
+     .doc = "first cool-down after it opens; doubles on each repeated trip"},
+    {.key = "breaker.open_max", .type = K_DURATION, .types = T_JSONL | T_OTLP,
+     EXP(breaker_open_max_ms), .min = 10, .max = 24 * MS_H, .def = "30s",
+     .doc = "longest cool-down"},
+    {.key = "breaker.jitter", .type = K_NUMBER, .types = T_JSONL | T_OTLP, EXP(breaker_jitter),
+     .min = 0, .max = 1, .def = "0.2", .doc = "random fraction taken off each cool-down"},
+    {.key = "breaker.probes", .type = K_U32, .types = T_JSONL | T_OTLP, EXP(breaker_probes),
+     .min = 1, .max = 1000, .def = "1",
+     .doc = "exports let through at once after a cool-down (half-open)"},
+    {.key = "breaker.close_after", .type = K_U32, .types = T_JSONL | T_OTLP,
+     EXP(breaker_close_after), .min = 1, .max = 1000, .def = "1",
+     .doc = "successful probes that close it again"},
+    {.key = "queue.enabled", .type = K_BOOL, .types = T_JSONL | T_OTLP, EXP(queue_enabled),
+     .def = "false",
+     .doc = "batches the backend cannot take now wait on disk (LMDB), survive restarts and "
+            "are replayed in order"},
+    {.key = "queue.directory", .type = K_STRING, .types = T_JSONL | T_OTLP, EXP(queue_directory),
+     .min = 1, .max = 4096, .kind = &SK_PATH, .def = "./profilis-data/queue",
+     .doc = "root of the queues; each exporter (per tenant) has its own directory below it"},
+    {.key = "queue.max_size", .type = K_SIZE, .types = T_JSONL | T_OTLP, EXP(queue_max_bytes),
+     .min = MIB, .max = 1024 * GIB, .def = "1GiB", .doc = "bytes on disk per queue at most"},
+    {.key = "queue.full", .type = K_ENUM, .types = T_JSONL | T_OTLP, EXP(queue_full),
+     .choices = queue_full_choices, .def = "drop_oldest",
+     .doc = "when the queue is full: `drop_oldest` (counted as dropped) or `refuse` (the "
+            "tenant's requests are refused with a retryable status until it drains)"},
+    {.key = "queue.fsync", .type = K_BOOL, .types = T_JSONL | T_OTLP, EXP(queue_fsync),
+     .def = "true",
+     .doc = "sync every commit; false survives a process crash but not a machine crash"},
 };
 
 static const cfg_section exporter_section = {"", exporter_keys, LEN(exporter_keys), "an exporter"};
+
+static const cfg_key tenant_keys[] = {
+    {.key = "id", .type = K_STRING, .flags = F_REQUIRED, .types = T_TENANT, TEN(id), .min = 1,
+     .max = PC_TENANT_ID_MAX, .kind = &SK_TENANT,
+     .doc = "at most 150 bytes of letters, digits and `!-_.*'()`, not `.` or `..` (Grafana "
+            "Tempo's rule); sent as `x-scope-orgid` by templated exporters"},
+    {.key = "tokens", .type = K_STRINGS, .types = T_TENANT, TEN(tokens),
+     .off_n = offsetof(pc_tenant_cfg, n_tokens), .min = 0, .max = 1000, .kind = &SK_TOKEN,
+     .doc = "bearer tokens (`authorization: Bearer <token>`) that authenticate as this tenant; "
+            "use `${env:NAME}` to keep them out of the file"},
+    {.key = "token_file", .type = K_STRING, .flags = F_EMPTY_UNSET, .types = T_TENANT,
+     TEN(token_file), .max = 4096, .kind = &SK_PATH,
+     .doc = "more tokens, one per line (`#` comments); read at start and on SIGHUP"},
+    {.key = "client_subjects", .type = K_STRINGS, .types = T_TENANT, TEN(subjects),
+     .off_n = offsetof(pc_tenant_cfg, n_subjects), .min = 0, .max = 1000,
+     .doc = "subjects of mTLS client certificates that authenticate as this tenant, as "
+            "OpenSSL prints them in RFC 2253 form, e.g. `CN=agent,O=acme`"},
+    {.key = "rate_limit.spans_per_second", .type = K_U32, .types = T_TENANT, TEN(rate_spans),
+     .min = 0, .max = 1000000000, .def = "0", .doc = "sustained spans/s; 0 = unlimited"},
+    {.key = "rate_limit.spans_burst", .type = K_U32, .types = T_TENANT, TEN(rate_spans_burst),
+     .min = 0, .max = 1000000000, .def = "0", .doc = "spans above the rate taken at once; 0 = one second's worth"},
+    {.key = "rate_limit.bytes_per_second", .type = K_SIZE, .types = T_TENANT, TEN(rate_bytes),
+     .min = 0, .max = 1024 * GIB, .def = "0", .doc = "sustained request bytes/s; 0 = unlimited"},
+    {.key = "rate_limit.bytes_burst", .type = K_SIZE, .types = T_TENANT, TEN(rate_bytes_burst),
+     .min = 0, .max = 1024 * GIB, .def = "0", .doc = "bytes above the rate taken at once; 0 = one second's worth"},
+    {.key = "sampling.target", .type = K_NUMBER, .types = T_TENANT, TEN(sampling_target),
+     .min = 0, .max = 10000000, .def = "0",
+     .doc = "kept traces per second (adaptive, trace-consistent); 0 = keep every trace"},
+    {.key = "sampling.min_probability", .type = K_NUMBER, .types = T_TENANT,
+     TEN(sampling_min_probability), .min = 0, .max = 1, .def = "0.001",
+     .doc = "no operation is sampled below this"},
+    {.key = "sampling.keep_errors", .type = K_BOOL, .types = T_TENANT, TEN(sampling_keep_errors),
+     .def = "true", .doc = "keep every trace with an ERROR span"},
+    {.key = "sampling.latency", .type = K_DURATION, .types = T_TENANT, TEN(sampling_latency_ms),
+     .min = 0, .max = MS_H, .def = "0", .doc = "keep every trace with a span at least this long; 0 = off"},
+    {.key = "exporters", .type = K_NAMES, .types = T_TENANT, TEN(route),
+     .off_n = offsetof(pc_tenant_cfg, n_route), .min = 1, .max = MAX_EXPORTERS,
+     .doc = "the tenant's route; `service.exporters` when unset"},
+};
+
+static const cfg_section tenant_section = {"", tenant_keys, LEN(tenant_keys), "a tenant"};
+
+static const cfg_key rule_keys[] = {
+    {.key = "service", .type = K_STRING, .types = T_RULE, RULE(service), .min = 1, .max = 1024,
+     .doc = "the trace's root `service.name`; a trailing `*` matches by prefix"},
+    {.key = "span_name", .type = K_STRING, .types = T_RULE, RULE(span_name), .min = 1,
+     .max = 1024, .doc = "the root span's name"},
+    {.key = "route", .type = K_STRING, .types = T_RULE, RULE(route), .min = 1, .max = 1024,
+     .doc = "`http.route`, `url.path` or `http.target` of the root span, or its name (also after "
+            "a method: `GET /healthz` matches `/healthz`)"},
+    {.key = "attribute.key", .type = K_STRING, .types = T_RULE, RULE(attr_key), .min = 1,
+     .max = 1024, .doc = "a string attribute of the root span"},
+    {.key = "attribute.value", .type = K_STRING, .types = T_RULE, RULE(attr_value), .min = 0,
+     .max = 1024, .doc = "its value (unset: any value)"},
+    {.key = "action", .type = K_ENUM, .flags = F_REQUIRED, .types = T_RULE, RULE(action),
+     .choices = rule_action_choices,
+     .doc = "`keep` every matching trace, `drop` them (errors included), or keep them with a "
+            "fixed `probability`"},
+    {.key = "probability", .type = K_NUMBER, .types = T_RULE, RULE(probability), .min = 0,
+     .max = 1, .doc = "for `action: probability`, in (0, 1]"},
+};
+
+static const cfg_section rule_section = {"", rule_keys, LEN(rule_keys), "a sampling rule"};
 
 /* clang-format on */
 
@@ -358,9 +529,10 @@ typedef struct scope {
   mark at; /* where the scope starts: "required" errors point here */
 } scope;
 
-#define N_CONFIG_ROWS 32 /* at least the rows of config_sections */
+#define N_CONFIG_ROWS 48 /* at least the rows of config_sections */
 _Static_assert(LEN(grpc_keys) + LEN(http_keys) + LEN(admin_keys) + LEN(limits_keys) +
-                       LEN(log_keys) + LEN(service_keys) <=
+                       LEN(log_keys) + LEN(service_keys) + LEN(tenancy_keys) +
+                       LEN(sampling_keys) <=
                    N_CONFIG_ROWS,
                "N_CONFIG_ROWS is too small");
 
@@ -376,6 +548,10 @@ typedef struct ctx {
   mark exp_at[MAX_EXPORTERS];   /* where each exporter is named */
   mark path_at[MAX_EXPORTERS];  /* where a jsonl exporter's path is set */
   mark route_at[MAX_EXPORTERS]; /* where each route entry is written */
+  mark tenant_at[MAX_TENANTS];  /* where each tenant starts */
+  mark troute_at[MAX_TENANTS];  /* where each tenant's exporters key is */
+  mark tokens_at[MAX_TENANTS];  /* where each tenant's tokens (or token_file) key is */
+  mark tenants_at;              /* the tenants key */
 } ctx;
 
 static void report(ctx *c, mark at, const char *path, const char *fmt, ...)
@@ -567,6 +743,25 @@ static int parse_u32(const char *s, size_t len, uint64_t *v, char *why, size_t c
   return 0;
 }
 
+/* A decimal number within the row's bounds, stored as a double. */
+static int set_number(const cfg_key *k, const char *s, size_t len, void *base, char *why,
+                      size_t cap) {
+  char *end = NULL;
+  bool plain = len > 0 && len < 64;
+  for (size_t i = 0; plain && i < len; i++)
+    plain = is_digit(s[i]) || s[i] == '.' || s[i] == 'e' || s[i] == 'E' || s[i] == '-' ||
+            s[i] == '+';
+  errno = 0;
+  double d = plain ? strtod(s, &end) : 0;
+  if (!plain || end != s + len || errno || d != d)
+    return say(why, cap, "expected a number such as 0.25 or 100");
+  if (d < (double)k->min || d > (double)k->max)
+    return say(why, cap, "must be between %llu and %llu", (unsigned long long)k->min,
+               (unsigned long long)k->max);
+  memcpy(field(base, k->off), &d, sizeof d);
+  return 0;
+}
+
 /* Parses one scalar of row k (already substituted) and stores it in base. Returns 0,
  * PROFILIS_EINVAL (why filled; the field is unchanged) or PROFILIS_ENOMEM. */
 static int set_scalar(const cfg_key *k, const char *s, size_t len, void *base, char *why,
@@ -593,6 +788,8 @@ static int set_scalar(const cfg_key *k, const char *s, size_t len, void *base, c
     if (!rc && v % 1000000) rc = say(why, cap, "must be a whole number of milliseconds");
     v /= 1000000;
     break;
+  case K_NUMBER:
+    return set_number(k, s, len, base, why, cap);
   default:
     return say(why, cap, "not a single value");
   }
@@ -665,12 +862,12 @@ static void free_fields(const cfg_section *secs, size_t n_secs, void *base) {
       if (k->type == K_HEADERS) {
         pc_header_cfg *h = *slot;
         for (size_t j = 0; j < n; j++) free(h[j].key), free(h[j].value);
-      } else if (k->type == K_NAMES) {
+      } else if (k->type == K_NAMES || k->type == K_STRINGS) {
         char **names = *slot;
         for (size_t j = 0; j < n; j++) free(names[j]);
       }
       if (k->type == K_STRING || k->type == K_DURATIONS || k->type == K_HEADERS ||
-          k->type == K_NAMES) {
+          k->type == K_NAMES || k->type == K_STRINGS) {
         free(*slot);
         *slot = NULL;
       }
@@ -683,11 +880,15 @@ static void free_exporter(pc_exporter_cfg *e) {
   free(e->name);
 }
 
+static void free_tenant(pc_tenant_cfg *t);
+
 void pc_config_free(pc_config *c) {
   if (!c) return;
   free_fields(config_sections, LEN(config_sections), c);
   for (size_t i = 0; i < c->n_exporters; i++) free_exporter(&c->exporters[i]);
   free(c->exporters);
+  for (size_t i = 0; i < c->n_tenants; i++) free_tenant(&c->tenants[i]);
+  free(c->tenants);
   free(c->source);
   free(c);
 }
@@ -697,6 +898,88 @@ const pc_exporter_cfg *pc_config_exporter(const pc_config *c, const char *name) 
   for (size_t i = 0; i < c->n_exporters; i++)
     if (strcmp(c->exporters[i].name, name) == 0) return &c->exporters[i];
   return NULL;
+}
+
+const pc_tenant_cfg *pc_config_tenant(const pc_config *c, const char *id) {
+  if (!c || !id) return NULL;
+  for (size_t i = 0; i < c->n_tenants; i++)
+    if (c->tenants[i].id && strcmp(c->tenants[i].id, id) == 0) return &c->tenants[i];
+  return NULL;
+}
+
+char *const *pc_config_route_of(const pc_config *c, const pc_tenant_cfg *t, size_t *n) {
+  if (t && t->n_route) {
+    *n = t->n_route;
+    return t->route;
+  }
+  *n = c->n_route;
+  return c->route;
+}
+
+void pc_exporter_cfg_free(pc_exporter_cfg *c) {
+  if (!c) return;
+  free_exporter(c);
+  memset(c, 0, sizeof *c);
+}
+
+/* s with every ${tenant} replaced (tenant NULL: a plain copy); *out NULL for s NULL. */
+static int expand_tenant(const char *s, const char *tenant, char **out) {
+  *out = NULL;
+  if (!s) return 0;
+  pf_buf b = {0};
+  int rc = 0;
+  for (const char *p = s; *p && !rc;) {
+    const char *hit = tenant ? strstr(p, "${tenant}") : NULL;
+    size_t n = hit ? (size_t)(hit - p) : strlen(p);
+    rc = pf_buf_append(&b, p, n);
+    if (!rc && hit) rc = pf_buf_puts(&b, tenant);
+    p += n + (hit ? 9 : 0);
+  }
+  if (!rc) rc = pf_buf_append(&b, "", 1);
+  if (rc) {
+    pf_buf_free(&b);
+    return PROFILIS_ENOMEM;
+  }
+  *out = (char *)b.p;
+  return 0;
+}
+
+/* Deep copy through the table: every owned field of the exporter rows is duplicated. */
+int pc_exporter_cfg_expand(pc_exporter_cfg *dst, const pc_exporter_cfg *src, const char *tenant) {
+  *dst = *src;
+  dst->name = NULL;
+  for (size_t i = 0; i < LEN(exporter_keys); i++) { /* nothing shared with src */
+    const cfg_key *k = &exporter_keys[i];
+    if (k->type == K_STRING || k->type == K_DURATIONS || k->type == K_HEADERS ||
+        k->type == K_NAMES || k->type == K_STRINGS)
+      memset(field(dst, k->off), 0, sizeof(void *));
+    if (k->off_n) memset(field(dst, k->off_n), 0, sizeof(size_t));
+  }
+  int rc = expand_tenant(src->name, NULL, &dst->name);
+  for (size_t i = 0; i < LEN(exporter_keys) && !rc; i++) {
+    const cfg_key *k = &exporter_keys[i];
+    const void *from = *(void *const *)field((void *)src, k->off);
+    size_t n = 0;
+    if (k->off_n) memcpy(&n, field((void *)src, k->off_n), sizeof n);
+    if (k->type == K_STRING) {
+      rc = expand_tenant(from, tenant, field(dst, k->off));
+    } else if (k->type == K_DURATIONS && from) {
+      double *d = malloc(n * sizeof *d);
+      if (!d) rc = PROFILIS_ENOMEM;
+      else memcpy(d, from, n * sizeof *d), set_list(dst, k, d, n);
+    } else if (k->type == K_HEADERS && from) {
+      const pc_header_cfg *hs = from;
+      pc_header_cfg *h = calloc(n ? n : 1, sizeof *h);
+      if (!h) rc = PROFILIS_ENOMEM;
+      else set_list(dst, k, h, n);
+      for (size_t j = 0; h && j < n && !rc; j++) {
+        rc = expand_tenant(hs[j].key, NULL, &h[j].key);
+        if (!rc) rc = expand_tenant(hs[j].value, tenant, &h[j].value);
+      }
+    }
+  }
+  if (rc) pc_exporter_cfg_free(dst);
+  return rc;
 }
 
 /* ---- finding rows ---- */
@@ -805,6 +1088,10 @@ static const char *type_noun(const cfg_key *k) {
     return "a mapping of header names to values";
   case K_NAMES:
     return "a list of exporter names";
+  case K_NUMBER:
+    return "a number";
+  case K_STRINGS:
+    return "a list of strings";
   }
   return "a value";
 }
@@ -985,10 +1272,42 @@ static void value_names(ctx *c, const cfg_key *k, const pc_ynode *v, void *base,
       c->oom = PROFILIS_ENOMEM;
       break;
     }
-    c->route_at[n++] = node_mark(v->items[i]);
+    if (base == c->cfg) c->route_at[n] = node_mark(v->items[i]);
+    n++;
   }
   pf_buf_free(&b);
   if (names) set_list(base, k, names, n);
+}
+
+/* A list of strings, each checked as the row's kind; a bad item is reported (never its text for
+ * tokens: a secret must not reach a log) and left out. */
+static void value_strings(ctx *c, const cfg_key *k, const pc_ynode *v, void *base,
+                          const char *path) {
+  if (pc_ynode_is_null(v)) return;
+  if (!expect_seq(c, k, v, path)) return;
+  char **items = calloc(v->n_items ? v->n_items : 1, sizeof *items);
+  size_t n = 0;
+  pf_buf b = {0};
+  if (!items) c->oom = PROFILIS_ENOMEM;
+  for (size_t i = 0; items && i < v->n_items; i++) {
+    const char *t = item_text(c, v->items[i], path, &b);
+    if (!t) continue;
+    const char *bad = has_control(t, b.len) ? "must not contain control characters"
+                      : b.len == 0 || b.len > 4096 ? "must be 1 to 4096 bytes"
+                      : k->kind && k->kind->check ? k->kind->check(t)
+                                                  : NULL;
+    if (bad) {
+      report(c, node_mark(v->items[i]), path, "item %zu: %s", i + 1, bad);
+      continue;
+    }
+    if (!(items[n] = strdup(t))) {
+      c->oom = PROFILIS_ENOMEM;
+      break;
+    }
+    n++;
+  }
+  pf_buf_free(&b);
+  if (items) set_list(base, k, items, n);
 }
 
 static void walk_value(ctx *c, const scope *sc, const cfg_key *k, const pc_ynode *v,
@@ -1005,6 +1324,9 @@ static void walk_value(ctx *c, const scope *sc, const cfg_key *k, const pc_ynode
   case K_NAMES:
     value_names(c, k, v, sc->base, path);
     break;
+  case K_STRINGS:
+    value_strings(c, k, v, sc->base, path);
+    break;
   default:
     value_scalar(c, k, v, sc->base, path);
     break;
@@ -1013,6 +1335,18 @@ static void walk_value(ctx *c, const scope *sc, const cfg_key *k, const pc_ynode
 
 static void walk_map(ctx *c, scope *sc, const pc_ynode *map, const char *rel);
 static void walk_exporters(ctx *c, const pc_ynode *v);
+static void walk_tenants(ctx *c, const pc_ynode *v);
+static void walk_rules(ctx *c, const scope *sc, const pc_ynode *v);
+
+/* Keys whose value is a collection of sub-configurations, walked by their own functions. */
+typedef enum special_key { SPECIAL_NONE, SPECIAL_EXPORTERS, SPECIAL_TENANTS, SPECIAL_RULES } special_key;
+
+static special_key special(const scope *sc, const char *rel) {
+  if (!sc->types && !strcmp(rel, "exporters")) return SPECIAL_EXPORTERS;
+  if (!sc->types && !strcmp(rel, "tenants")) return SPECIAL_TENANTS;
+  if (sc->types == T_TENANT && !strcmp(rel, "sampling.rules")) return SPECIAL_RULES;
+  return SPECIAL_NONE;
+}
 
 /* A key that opens a sub-mapping: once only, and its value must be a mapping (or nothing). */
 static void walk_prefix(ctx *c, scope *sc, const pc_ynode *key, const pc_ynode *v,
@@ -1029,8 +1363,14 @@ static void walk_prefix(ctx *c, scope *sc, const pc_ynode *key, const pc_ynode *
     snprintf(sc->pre[sc->n_pre].path, sizeof sc->pre[0].path, "%s", rel);
     sc->pre[sc->n_pre++].at = node_mark(key);
   }
-  if (!sc->types && !strcmp(rel, "exporters")) {
+  special_key sk = special(sc, rel);
+  if (sk == SPECIAL_EXPORTERS) {
     walk_exporters(c, v);
+  } else if (sk == SPECIAL_TENANTS) {
+    c->tenants_at = node_mark(key);
+    walk_tenants(c, v);
+  } else if (sk == SPECIAL_RULES) {
+    walk_rules(c, sc, v);
   } else if (pc_ynode_is_null(v)) {
     return; /* "grpc:" alone: the section with its defaults */
   } else if (v->kind != PC_Y_MAP) {
@@ -1061,7 +1401,7 @@ static void walk_pair(ctx *c, scope *sc, const pc_ynode *key, const pc_ynode *v,
   } else if (k) {
     sc->marks[g] = node_mark(key);
     walk_value(c, sc, k, v, child);
-  } else if (usable && (is_prefix(sc, child) || (!sc->types && !strcmp(child, "exporters")))) {
+  } else if (usable && (is_prefix(sc, child) || special(sc, child) != SPECIAL_NONE)) {
     walk_prefix(c, sc, key, v, child);
   } else {
     report_in(c, sc, node_mark(key), child, "unknown key");
@@ -1208,27 +1548,351 @@ static void walk_exporters(ctx *c, const pc_ynode *v) {
   }
 }
 
+/* ---- tenants and their sampling rules ---- */
+
+static int read_bounded(const char *path, char **out, size_t *len, size_t max);
+
+static void free_rule(pc_rule_cfg *r) { free_fields(&rule_section, 1, r); }
+
+static void free_tenant(pc_tenant_cfg *t) {
+  free_fields(&tenant_section, 1, t);
+  for (size_t i = 0; i < t->n_rules; i++) free_rule(&t->rules[i]);
+  free(t->rules);
+  t->rules = NULL;
+  t->n_rules = 0;
+}
+
+static void rule_checks(ctx *c, const scope *sc, const pc_rule_cfg *r) {
+  size_t g = 0;
+  char path[200];
+  const cfg_key *k = row_by_field(sc, offsetof(pc_rule_cfg, action), &g, path, sizeof path);
+  if (k && !sc->marks[g].line) report(c, sc->at, path, "required");
+  bool has_p = field_set(sc, offsetof(pc_rule_cfg, probability));
+  if (r->action == PC_RULE_PROBABILITY && (!has_p || r->probability <= 0))
+    report_field(c, sc, offsetof(pc_rule_cfg, probability),
+                 "action probability needs a probability above 0");
+  else if (r->action != PC_RULE_PROBABILITY && has_p)
+    report_field(c, sc, offsetof(pc_rule_cfg, probability),
+                 "only for action: probability");
+  if (r->attr_value && !r->attr_key)
+    report_field(c, sc, offsetof(pc_rule_cfg, attr_value), "needs attribute.key too");
+}
+
+static void walk_rules(ctx *c, const scope *tsc, const pc_ynode *v) {
+  pc_tenant_cfg *t = tsc->base;
+  char path[220];
+  snprintf(path, sizeof path, "%ssampling.rules", tsc->display);
+  if (pc_ynode_is_null(v)) return;
+  if (v->kind != PC_Y_SEQ) {
+    report(c, node_mark(v), path, "expected a list of rules, found %s", kind_name(v));
+    return;
+  }
+  if (v->n_items > MAX_RULES) {
+    report(c, node_mark(v), path, "more than %d rules", MAX_RULES);
+    return;
+  }
+  t->rules = calloc(v->n_items ? v->n_items : 1, sizeof *t->rules);
+  if (!t->rules) {
+    c->oom = PROFILIS_ENOMEM;
+    return;
+  }
+  for (size_t i = 0; i < v->n_items && !c->stop && !c->oom; i++) {
+    const pc_ynode *it = v->items[i];
+    char display[260];
+    snprintf(display, sizeof display, "%.220s[%zu].", path, i);
+    if (it->kind != PC_Y_MAP) {
+      report(c, node_mark(it), path, "rule %zu: expected a mapping, found %s", i + 1,
+             kind_name(it));
+      continue;
+    }
+    pc_rule_cfg *r = &t->rules[t->n_rules++];
+    mark marks[LEN(rule_keys)] = {{0, 0}};
+    scope sc = {.secs = &rule_section,
+                .n_secs = 1,
+                .types = T_RULE,
+                .base = r,
+                .display = display,
+                .marks = marks,
+                .at = node_mark(it)};
+    walk_map(c, &sc, it, "");
+    rule_checks(c, &sc, r);
+  }
+}
+
+/* Tempo's tenant id rule: letters, digits and !-_.*'() only, at most 150 bytes, not . or .. */
+bool pc_tenant_id_valid(const char *id, size_t len) {
+  if (len == 0 || len > PC_TENANT_ID_MAX) return false;
+  if ((len == 1 && id[0] == '.') || (len == 2 && id[0] == '.' && id[1] == '.')) return false;
+  for (size_t i = 0; i < len; i++) {
+    char ch = id[i];
+    bool ok = is_digit(ch) || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              strchr("!-_.*'()", ch) != NULL;
+    if (!ok || ch == '\0') return false;
+  }
+  return true;
+}
+
+static const char *check_tenant(const char *s) {
+  return pc_tenant_id_valid(s, strlen(s))
+             ? NULL
+             : "not a tenant id: at most 150 letters, digits or !-_.*'(), not . or ..";
+}
+
+/* A bearer token: visible ASCII (RFC 6750 b64token is narrower; anything printable is safe in
+ * a header). The token itself is never printed. */
+static const char *check_token(const char *s) {
+  for (const char *p = s; *p; p++)
+    if (*p < 0x21 || *p > 0x7e) return "a token must be printable ASCII without spaces";
+  return NULL;
+}
+
+static const char *check_header_name(const char *s) {
+  for (const char *p = s; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || is_digit(*p) || *p == '-' || *p == '_' || *p == '.'))
+      return "lowercase letters, digits, '-', '_' and '.' only";
+  return NULL;
+}
+
+/* Appends the tokens of t->token_file (one per line; blank lines and # comments skipped). */
+static void load_token_file(ctx *c, pc_tenant_cfg *t, size_t idx) {
+  char *text = NULL;
+  size_t len = 0;
+  char path[200];
+  snprintf(path, sizeof path, "tenants[%zu].token_file", idx);
+  int rc = read_bounded(t->token_file, &text, &len, MAX_TOKEN_FILE);
+  if (rc == PROFILIS_ENOMEM) {
+    c->oom = rc;
+    return;
+  }
+  if (rc || len > MAX_TOKEN_FILE) {
+    report(c, c->tokens_at[idx], path, "cannot read %s: %s", t->token_file,
+           rc ? strerror(errno) : "larger than 1 MiB");
+    free(text);
+    return;
+  }
+  size_t line = 0;
+  for (char *p = text, *end; p < text + len; p = end + 1) {
+    end = memchr(p, '\n', (size_t)(text + len - p));
+    if (!end) end = text + len;
+    line++;
+    char *a = p, *b = end;
+    while (a < b && (*a == ' ' || *a == '\t')) a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\r')) b--;
+    if (a == b || *a == '#') continue;
+    char *tok = strndup(a, (size_t)(b - a));
+    if (!tok) {
+      c->oom = PROFILIS_ENOMEM;
+      break;
+    }
+    const char *bad = (size_t)(b - a) > 4096 || memchr(a, '\0', (size_t)(b - a))
+                          ? "must be 1 to 4096 bytes"
+                          : check_token(tok);
+    char **arr = bad ? NULL : realloc(t->tokens, (t->n_tokens + 1) * sizeof *arr);
+    if (bad) {
+      report(c, c->tokens_at[idx], path, "%s line %zu: %s", t->token_file, line, bad);
+      free(tok);
+    } else if (!arr) {
+      free(tok);
+      c->oom = PROFILIS_ENOMEM;
+      break;
+    } else {
+      t->tokens = arr;
+      t->tokens[t->n_tokens++] = tok;
+    }
+  }
+  free(text);
+}
+
+static pc_tenant_cfg *add_tenant(ctx *c) {
+  pc_config *cfg = c->cfg;
+  pc_tenant_cfg *arr = realloc(cfg->tenants, (cfg->n_tenants + 1) * sizeof *arr);
+  if (!arr) return NULL;
+  cfg->tenants = arr;
+  pc_tenant_cfg *t = &arr[cfg->n_tenants];
+  memset(t, 0, sizeof *t);
+  if (apply_defaults(&tenant_section, 1, t)) {
+    free_tenant(t);
+    return NULL;
+  }
+  cfg->n_tenants++;
+  return t;
+}
+
+static void walk_tenant(ctx *c, const pc_ynode *v, size_t idx) {
+  char display[40];
+  snprintf(display, sizeof display, "tenants[%zu].", idx);
+  pc_tenant_cfg *t = add_tenant(c);
+  if (!t) {
+    c->oom = PROFILIS_ENOMEM;
+    return;
+  }
+  mark marks[LEN(tenant_keys)] = {{0, 0}};
+  scope sc = {.secs = &tenant_section,
+              .n_secs = 1,
+              .types = T_TENANT,
+              .base = t,
+              .display = display,
+              .marks = marks,
+              .at = node_mark(v)};
+  walk_map(c, &sc, v, "");
+  size_t g = 0;
+  char path[200];
+  c->tenant_at[idx] = node_mark(v);
+  row_by_field(&sc, offsetof(pc_tenant_cfg, route), &g, path, sizeof path);
+  c->troute_at[idx] = marks[g].line ? marks[g] : sc.at;
+  row_by_field(&sc, offsetof(pc_tenant_cfg, token_file), &g, path, sizeof path);
+  c->tokens_at[idx] = marks[g].line ? marks[g] : sc.at;
+  for (size_t i = 0; i < LEN(tenant_keys); i++)
+    if ((tenant_keys[i].flags & F_REQUIRED) && !marks[i].line)
+      report(c, sc.at, show_path(&sc, tenant_keys[i].key, path, sizeof path), "required");
+  if (t->token_file) load_token_file(c, t, idx);
+}
+
+static void walk_tenants(ctx *c, const pc_ynode *v) {
+  if (pc_ynode_is_null(v)) return;
+  if (v->kind != PC_Y_SEQ) {
+    report(c, node_mark(v), "tenants", "expected a list of tenants, found %s", kind_name(v));
+    return;
+  }
+  if (v->n_items > MAX_TENANTS) {
+    report(c, node_mark(v), "tenants", "more than %d tenants", MAX_TENANTS);
+    return;
+  }
+  for (size_t i = 0; i < v->n_items && !c->stop && !c->oom; i++) {
+    if (v->items[i]->kind != PC_Y_MAP) {
+      report(c, node_mark(v->items[i]), "tenants", "tenant %zu: expected a mapping, found %s",
+             i + 1, kind_name(v->items[i]));
+      continue;
+    }
+    walk_tenant(c, v->items[i], c->cfg->n_tenants);
+  }
+}
+
 /* ---- rules across sections ---- */
 
-static void route_rules(ctx *c) {
+/* One route: names exist, none twice, at most one prometheus. at[i] (or `where` when at is
+ * NULL) is the mark of entry i. */
+static void check_route(ctx *c, char *const *route, size_t n, const mark *at, mark where,
+                        const char *path) {
   const pc_config *cfg = c->cfg;
   const char *prom = NULL;
-  for (size_t i = 0; i < cfg->n_route; i++) {
-    const char *name = cfg->route[i];
+  for (size_t i = 0; i < n; i++) {
+    const char *name = route[i];
     const pc_exporter_cfg *e = pc_config_exporter(cfg, name);
+    mark m = at ? at[i] : where;
     char pb[80];
     pc_yprintable(name, strlen(name), pb, sizeof pb);
     size_t j = 0;
-    while (j < i && strcmp(cfg->route[j], name)) j++;
+    while (j < i && strcmp(route[j], name)) j++;
     if (j < i)
-      report(c, c->route_at[i], "service.exporters", "exporter %s is listed twice", pb);
+      report(c, m, path, "exporter %s is listed twice", pb);
     else if (!e)
-      report(c, c->route_at[i], "service.exporters", "no exporter named \"%s\" in exporters", pb);
+      report(c, m, path, "no exporter named \"%s\" in exporters", pb);
     else if (e->type == PC_EXPORTER_PROMETHEUS && prom)
-      report(c, c->route_at[i], "service.exporters",
-             "a route takes at most one prometheus exporter (%s is already on it)", prom);
+      report(c, m, path, "a route takes at most one prometheus exporter (%s is already on it)",
+             prom);
     else if (e->type == PC_EXPORTER_PROMETHEUS)
       prom = e->name;
+    else if (e->templated && !cfg->n_tenants)
+      report(c, m, path, "exporter %s uses ${tenant}, which needs `tenants`", pb);
+  }
+}
+
+static void route_rules(ctx *c) {
+  const pc_config *cfg = c->cfg;
+  check_route(c, cfg->route, cfg->n_route, c->route_at, (mark){0, 0}, "service.exporters");
+  for (size_t i = 0; i < cfg->n_tenants; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "tenants[%zu].exporters", i);
+    check_route(c, cfg->tenants[i].route, cfg->tenants[i].n_route, NULL, c->troute_at[i], path);
+  }
+}
+
+static bool has_tenant_ref(const char *s) { return s && strstr(s, "${tenant}") != NULL; }
+
+/* Marks exporters whose settings name ${tenant}, and rejects it where it cannot apply. */
+static void template_rules(ctx *c) {
+  for (size_t i = 0; i < c->cfg->n_exporters; i++) {
+    pc_exporter_cfg *e = &c->cfg->exporters[i];
+    bool headers = false;
+    for (size_t h = 0; h < e->n_headers; h++) headers |= has_tenant_ref(e->headers[h].value);
+    e->templated = has_tenant_ref(e->path) || has_tenant_ref(e->endpoint) || headers;
+    const char *other = has_tenant_ref(e->queue_directory)  ? "queue.directory"
+                        : has_tenant_ref(e->tls.ca_file)    ? "tls.ca_file"
+                        : has_tenant_ref(e->tls.cert_file)  ? "tls.cert_file"
+                        : has_tenant_ref(e->tls.key_file)   ? "tls.key_file"
+                                                            : NULL;
+    char path[100];
+    snprintf(path, sizeof path, "exporters.%s", e->name);
+    if (other)
+      report(c, c->exp_at[i], path,
+             "${tenant} is replaced in path, endpoint and header values only, not in %s (each "
+             "tenant's queue has its own directory already)",
+             other);
+  }
+}
+
+static bool same_secret_elsewhere(const pc_config *cfg, size_t ti, size_t k, size_t *other) {
+  const char *tok = cfg->tenants[ti].tokens[k];
+  for (size_t i = 0; i <= ti; i++) {
+    const pc_tenant_cfg *t = &cfg->tenants[i];
+    size_t lim = i == ti ? k : t->n_tokens;
+    for (size_t j = 0; j < lim; j++)
+      if (!strcmp(t->tokens[j], tok)) return *other = i, true;
+  }
+  return false;
+}
+
+static void tenant_rules(ctx *c) {
+  const pc_config *cfg = c->cfg;
+  for (size_t i = 0; i < cfg->n_tenants; i++) {
+    const pc_tenant_cfg *t = &cfg->tenants[i];
+    char path[64];
+    for (size_t j = 0; j < i && t->id; j++)
+      if (cfg->tenants[j].id && !strcmp(cfg->tenants[j].id, t->id)) {
+        snprintf(path, sizeof path, "tenants[%zu].id", i);
+        report(c, c->tenant_at[i], path, "tenant %s is defined twice (first at %u:%u)", t->id,
+               c->tenant_at[j].line, c->tenant_at[j].col);
+      }
+    for (size_t k = 0; k < t->n_tokens; k++) {
+      size_t other = 0;
+      if (!same_secret_elsewhere(cfg, i, k, &other)) continue;
+      snprintf(path, sizeof path, "tenants[%zu].tokens", i);
+      report(c, c->tokens_at[i], path,
+             "token %zu is also a token of tenant %s: a token must name one tenant", k + 1,
+             cfg->tenants[other].id ? cfg->tenants[other].id : "?");
+    }
+    for (size_t k = 0; k < t->n_subjects; k++)
+      for (size_t j = 0; j <= i; j++) {
+        const pc_tenant_cfg *o = &cfg->tenants[j];
+        for (size_t m = 0; m < (j == i ? k : o->n_subjects); m++)
+          if (!strcmp(o->subjects[m], t->subjects[k])) {
+            snprintf(path, sizeof path, "tenants[%zu].client_subjects", i);
+            report(c, c->tenant_at[i], path, "subject %s also names tenant %s",
+                   t->subjects[k], o->id ? o->id : "?");
+          }
+      }
+    if (t->rate_spans_burst && !t->rate_spans) {
+      snprintf(path, sizeof path, "tenants[%zu].rate_limit.spans_burst", i);
+      report(c, c->tenant_at[i], path, "needs rate_limit.spans_per_second too");
+    }
+    if (t->rate_bytes_burst && !t->rate_bytes) {
+      snprintf(path, sizeof path, "tenants[%zu].rate_limit.bytes_burst", i);
+      report(c, c->tenant_at[i], path, "needs rate_limit.bytes_per_second too");
+    }
+  }
+  if (cfg->default_tenant && !pc_config_tenant(cfg, cfg->default_tenant))
+    report_field(c, &c->root, offsetof(pc_config, default_tenant),
+                 "names no tenant of `tenants`");
+}
+
+static void breaker_rules(ctx *c) {
+  for (size_t i = 0; i < c->cfg->n_exporters; i++) {
+    const pc_exporter_cfg *e = &c->cfg->exporters[i];
+    char path[100];
+    snprintf(path, sizeof path, "exporters.%s.breaker.open_max", e->name);
+    if (e->type != PC_EXPORTER_PROMETHEUS && e->breaker_open_max_ms < e->breaker_open_ms)
+      report(c, c->exp_at[i], path, "must not be shorter than breaker.open");
   }
 }
 
@@ -1325,7 +1989,10 @@ static void walk_document(ctx *c, const pc_ynode *root) {
   if (root && root->kind == PC_Y_MAP) walk_map(c, &c->root, root, "");
   required_rules(c);
   receiver_rules(c);
+  template_rules(c);
   route_rules(c);
+  tenant_rules(c);
+  breaker_rules(c);
 }
 
 static int parse_text(ctx *c, const char *yaml, size_t len) {
@@ -1377,12 +2044,12 @@ done:
 
 /* Reads at most MAX_FILE_BYTES + 1 bytes, so an oversized file is recognised without reading
  * it all. Returns 0, PROFILIS_EIO (errno set) or PROFILIS_ENOMEM. */
-static int read_bounded(const char *path, char **out, size_t *len) {
+static int read_bounded(const char *path, char **out, size_t *len, size_t max) {
   FILE *f = fopen(path, "rb");
   if (!f) return PROFILIS_EIO;
-  char *buf = malloc(MAX_FILE_BYTES + 2);
+  char *buf = malloc(max + 2);
   int rc = buf ? 0 : PROFILIS_ENOMEM;
-  size_t n = buf ? fread(buf, 1, MAX_FILE_BYTES + 1, f) : 0;
+  size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
   if (!rc && ferror(f)) rc = PROFILIS_EIO;
   int saved = errno;
   fclose(f);
@@ -1404,7 +2071,7 @@ int pc_config_load(const char *path, pc_config **out, pc_errors *errs) {
   *out = NULL;
   if (!path) return PROFILIS_EINVAL;
   errno = 0;
-  int rc = read_bounded(path, &text, &len);
+  int rc = read_bounded(path, &text, &len, MAX_FILE_BYTES);
   if (rc == PROFILIS_EIO)
     pc_errors_add(errs, "%s: cannot read: %s", path, strerror(errno ? errno : EIO));
   if (rc) return rc;
@@ -1446,6 +2113,13 @@ static void doc_type(FILE *f, const cfg_key *k) {
     return;
   case K_NAMES:
     fputs("list of exporter names", f);
+    return;
+  case K_NUMBER:
+    fprintf(f, "number, %llu to %llu", (unsigned long long)k->min, (unsigned long long)k->max);
+    return;
+  case K_STRINGS:
+    fprintf(f, "list of %ss, at most %llu", k->kind ? k->kind->doc : "string",
+            (unsigned long long)k->max);
     return;
   }
 }
@@ -1494,11 +2168,32 @@ static void doc_exporters(FILE *f) {
   }
 }
 
+static void doc_tenants(FILE *f) {
+  fputs("\n### `tenants`\n\nA list; each entry is one tenant. Without `tenants` the collector "
+        "is single-tenant: nothing is authenticated and every span takes `service.exporters`. "
+        "With it, every request must be recognised as a tenant (see `tenancy`), and exporters "
+        "whose `path`, `endpoint` or header values contain `${tenant}` run once per tenant on "
+        "whose route they are, with the tenant id in its place.\n\n",
+        f);
+  doc_table_head(f);
+  for (size_t i = 0; i < LEN(tenant_keys); i++) doc_row(f, "", &tenant_keys[i]);
+  fputs("| `sampling.rules` | list of rules | (none) | see below |\n", f);
+  fputs("\n#### `tenants[].sampling.rules`\n\nA list, first match wins; a rule matches a "
+        "trace when every condition it sets holds for the trace's root span. Precedence for "
+        "a trace: a matching `keep`/`drop` rule, then an ERROR span (`keep_errors`), then a "
+        "span at least `latency` long, then a matching `probability` rule, then the adaptive "
+        "probability.\n\n",
+        f);
+  doc_table_head(f);
+  for (size_t i = 0; i < LEN(rule_keys); i++) doc_row(f, "", &rule_keys[i]);
+}
+
 void pc_config_write_doc(FILE *f) {
   fputs(doc_intro, f);
   for (size_t s = 0; s < LEN(config_sections); s++) {
     const cfg_section *sec = &config_sections[s];
     if (!strcmp(sec->prefix, "service")) doc_exporters(f);
+    if (!strcmp(sec->prefix, "tenancy")) doc_tenants(f);
     fprintf(f, "\n### `%s`\n\n%s.\n\n", sec->prefix, sec->doc);
     doc_table_head(f);
     for (size_t i = 0; i < sec->n_keys; i++) doc_row(f, sec->prefix, &sec->keys[i]);

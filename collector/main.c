@@ -203,7 +203,8 @@ static int cmd_validate(const cli *o) {
     for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "%s\n", errs.msgs[i]);
     if (!errs.n) fprintf(stderr, "%s: %s\n", o->config, profilis_strerror(rc));
   } else {
-    printf("%s: ok (%zu exporters, route: %zu)\n", o->config, c->n_exporters, c->n_route);
+    printf("%s: ok (%zu exporters, route: %zu, tenants: %zu)\n", o->config, c->n_exporters, c->n_route,
+           c->n_tenants);
   }
   pc_errors_free(&errs);
   pc_config_free(c);

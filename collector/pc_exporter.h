@@ -20,7 +20,21 @@ struct pc_exporter {
   /* Periodic work with nothing to export (JSONL: flush interval, age-based rotation). May be NULL. */
   void (*tick)(pc_exporter *e);
   void (*destroy)(pc_exporter *e);
+  /* Called once on the exporter's thread after its last export, before the slot reports
+   * itself done (a successor of the same name may start right after). May be NULL. */
+  void (*finish)(pc_exporter *e);
+  /* When true, export_chunks and tick count every span themselves into the slot's counters
+   * (pc_export_counters) and the slot only releases the chunks. */
+  bool self_counting;
 };
+
+/* The per-slot span counters (series of profilis_exporter_*_spans_total). */
+typedef struct pc_export_counters {
+  pc_series *sent;     /* delivered and accepted by the backend */
+  pc_series *failed;   /* refused by the backend (rejected included) or retries ran out */
+  pc_series *rejected; /* refused through partial_success (part of failed) */
+  pc_series *dropped;  /* given up: drain deadline, durable queue full (drop_oldest) */
+} pc_export_counters;
 
 /* Constructors. Return 0, PROFILIS_ENOMEM or PROFILIS_EIO (reason logged, e.g. the JSONL
  * directory cannot be created, a TLS file cannot be read). */

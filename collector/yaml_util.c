@@ -412,6 +412,9 @@ static int expand_ref(const char *s, size_t len, pf_buf *out, char *why, size_t 
   const char *inner = s + 2;
   size_t il = len - 3;
   char name[MAX_ENV_NAME + 1], pb[48];
+  /* ${tenant} is not substituted here: it stays for the pipeline, which runs a templated
+   * exporter once per tenant with the tenant id in its place. */
+  if (il == 6 && memcmp(inner, "tenant", 6) == 0) return pf_buf_append(out, s, len);
   if (il < 4 || memcmp(inner, "env:", 4) != 0 || !env_name_ok(inner + 4, il - 4))
     return say(why, cap, "unsupported substitution \"%s\": write ${env:NAME}",
                pc_yprintable(s, len, pb, sizeof pb));

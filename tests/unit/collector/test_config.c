@@ -893,7 +893,8 @@ static void test_doc(void **state) {
   /* Every row of every table is a documented key; count them against the tables' size. */
   size_t rows = 0;
   for (const char *p = buf; (p = strstr(p, "\n| `")); p++) rows++;
-  assert_int_equal(rows, 24 + 9 + 13 + 2); /* config + jsonl + otlp + prometheus rows */
+  /* config + jsonl + otlp + prometheus + tenant + rule rows */
+  assert_int_equal(rows, 34 + 24 + 28 + 2 + 14 + 7);
   assert_null(strchr(buf, '\t'));
   free(buf);
 }
@@ -941,6 +942,167 @@ void *realloc(void *old, size_t n) {
 void free(void *p) {
   live_allocations -= armed && p;
   __libc_free(p);
+}
+
+
+/* ---- tenants ---- */
+
+static const char tenants_yaml[] =
+    "tenancy: {default_tenant: acme, resource_attribute: tenant.id}\n"
+    "sampling: {decision_wait: 2s, load: {start: 0.5}}\n"
+    "tenants:\n"
+    "  - id: acme\n"
+    "    tokens: [tok-a1, \"${env:PCT_TENANT_TOKEN}\"]\n"
+    "    token_file: %s\n"
+    "    client_subjects: [\"CN=agent,O=acme\"]\n"
+    "    rate_limit: {spans_per_second: 5000, bytes_per_second: 1MiB, bytes_burst: 4MiB}\n"
+    "    sampling:\n"
+    "      target: 12.5\n"
+    "      latency: 2s\n"
+    "      rules:\n"
+    "        - {route: /healthz, action: drop}\n"
+    "        - {service: batch, action: probability, probability: 0.01}\n"
+    "        - {attribute: {key: tier, value: gold}, action: keep}\n"
+    "    exporters: [jsonl/t, otlp/tempo, prometheus]\n"
+    "  - id: \"beta_(2).x*'!\"\n"
+    "    tokens: [tok-b]\n"
+    "exporters:\n"
+    "  jsonl/t: {path: \"/tmp/pct/${tenant}/spans.jsonl\"}\n"
+    "  jsonl: {path: /tmp/pct/all.jsonl}\n"
+    "  otlp/tempo:\n"
+    "    endpoint: http://127.0.0.1:4317\n"
+    "    headers: {x-scope-orgid: \"${tenant}\", x-fixed: \"a${tenant}b${tenant}\"}\n"
+    "    queue: {enabled: true, full: refuse, max_size: 2MiB}\n"
+    "    breaker: {failures: 3, failure_ratio: 0.25, open: 500ms}\n"
+    "  prometheus: {}\n"
+    "service: {exporters: [jsonl, prometheus]}\n";
+
+static void test_tenants(void **state) {
+  (void)state;
+  char tokfile[] = "/tmp/pct-tokens-XXXXXX";
+  int fd = mkstemp(tokfile);
+  assert_true(fd >= 0);
+  static const char lines[] = "# tokens of acme\n\n  tok-file-1  \r\ntok-file-2\n";
+  assert_int_equal(write(fd, lines, sizeof lines - 1), (ssize_t)(sizeof lines - 1));
+  close(fd);
+  setenv("PCT_TENANT_TOKEN", "tok-env", 1);
+  char yaml[4096];
+  snprintf(yaml, sizeof yaml, tenants_yaml, tokfile);
+  expect_ok(yaml);
+  unlink(tokfile);
+  assert_int_equal(cfg->n_tenants, 2);
+  const pc_tenant_cfg *a = pc_config_tenant(cfg, "acme");
+  assert_non_null(a);
+  assert_int_equal(a->n_tokens, 4);
+  assert_string_equal(a->tokens[1], "tok-env");
+  assert_string_equal(a->tokens[2], "tok-file-1");
+  assert_string_equal(a->tokens[3], "tok-file-2");
+  assert_string_equal(a->subjects[0], "CN=agent,O=acme");
+  assert_int_equal(a->rate_spans, 5000);
+  assert_int_equal(a->rate_spans_burst, 0);
+  assert_int_equal(a->rate_bytes_burst, 4 << 20);
+  assert_true(a->sampling_target == 12.5);
+  assert_true(a->sampling_min_probability == 0.001);
+  assert_true(a->sampling_keep_errors);
+  assert_int_equal(a->sampling_latency_ms, 2000);
+  assert_int_equal(a->n_rules, 3);
+  assert_int_equal(a->rules[0].action, PC_RULE_DROP);
+  assert_string_equal(a->rules[0].route, "/healthz");
+  assert_true(a->rules[1].probability == 0.01);
+  assert_string_equal(a->rules[2].attr_key, "tier");
+  assert_string_equal(a->rules[2].attr_value, "gold");
+  size_t n = 0;
+  char *const *r = pc_config_route_of(cfg, a, &n);
+  assert_int_equal(n, 3);
+  assert_string_equal(r[1], "otlp/tempo");
+  const pc_tenant_cfg *b = pc_config_tenant(cfg, "beta_(2).x*'!");
+  assert_non_null(b);
+  r = pc_config_route_of(cfg, b, &n);
+  assert_int_equal(n, 2);
+  assert_string_equal(r[0], "jsonl");
+  assert_null(pc_config_tenant(cfg, "beta"));
+  assert_string_equal(cfg->default_tenant, "acme");
+  assert_string_equal(cfg->tenant_header, "x-scope-orgid");
+  assert_string_equal(cfg->tenant_attribute, "tenant.id");
+  assert_int_equal(cfg->sampling_wait_ms, 2000);
+  assert_true(cfg->sampling_load_start == 0.5 && cfg->sampling_load_floor == 0.1);
+  const pc_exporter_cfg *t = pc_config_exporter(cfg, "otlp/tempo");
+  assert_true(t->templated);
+  assert_true(pc_config_exporter(cfg, "jsonl/t")->templated);
+  assert_false(pc_config_exporter(cfg, "jsonl")->templated);
+  assert_true(t->queue_enabled && t->queue_full == 1 && t->queue_max_bytes == 2u << 20);
+  assert_true(t->breaker_enabled && t->breaker_failures == 3 && t->breaker_open_ms == 500);
+  assert_true(t->breaker_failure_ratio == 0.25 && t->breaker_open_max_ms == 30000);
+  /* Expansion: a deep copy with the tenant in place of ${tenant}, in values only. */
+  pc_exporter_cfg e;
+  assert_int_equal(pc_exporter_cfg_expand(&e, t, "acme"), 0);
+  assert_string_equal(e.name, "otlp/tempo");
+  assert_string_equal(e.headers[0].key, "x-scope-orgid");
+  assert_string_equal(e.headers[0].value, "acme");
+  assert_string_equal(e.headers[1].value, "aacmebacme");
+  assert_ptr_not_equal(e.endpoint, t->endpoint);
+  assert_string_equal(e.queue_directory, t->queue_directory);
+  pc_exporter_cfg_free(&e);
+  assert_int_equal(pc_exporter_cfg_expand(&e, pc_config_exporter(cfg, "jsonl/t"), "beta"), 0);
+  assert_string_equal(e.path, "/tmp/pct/beta/spans.jsonl");
+  pc_exporter_cfg_free(&e);
+  assert_int_equal(pc_exporter_cfg_expand(&e, t, NULL), 0); /* a plain copy */
+  assert_string_equal(e.headers[0].value, "${tenant}");
+  pc_exporter_cfg_free(&e);
+}
+
+static void test_tenant_errors(void **state) {
+  (void)state;
+  static const char yaml[] =
+      "tenancy: {default_tenant: nope, header: \"X Bad\"}\n"      /* 1 */
+      "tenants:\n"                                                /* 2 */
+      "  - id: \"..\"\n"                                          /* 3 */
+      "    tokens: [same, \"has space\"]\n"                       /* 4 */
+      "    rate_limit: {spans_burst: 5}\n"                        /* 5 */
+      "    sampling:\n"                                           /* 6 */
+      "      rules:\n"                                            /* 7 */
+      "        - {route: /x}\n"                                   /* 8 */
+      "        - {action: probability}\n"                         /* 9 */
+      "        - {action: keep, probability: 0.5}\n"              /* 10 */
+      "    exporters: [nope]\n"                                   /* 11 */
+      "  - id: b\n"                                               /* 12 */
+      "    tokens: [same]\n"                                      /* 13 */
+      "  - {id: b, client_subjects: [CN=x, CN=x]}\n"              /* 14 */
+      "  - {tokens: [t]}\n"                                       /* 15 */
+      "exporters:\n"                                              /* 16 */
+      "  jsonl: {path: \"/tmp/${tenant}.jsonl\"}\n"               /* 17 */
+      "  otlp: {endpoint: \"h:1\", breaker: {open: 2s, open_max: 1s}}\n" /* 18 */
+      "service: {exporters: [jsonl, otlp]}\n";                    /* 19 */
+  static const char *const want[] = {
+      "t.yaml:1:41: tenancy.header: lowercase letters, digits, '-', '_' and '.' only",
+      "t.yaml:3:9: tenants[0].id: not a tenant id: at most 150 letters, digits or !-_.*'(), "
+      "not . or ..",
+      "t.yaml:4:20: tenants[0].tokens: item 2: a token must be printable ASCII without spaces",
+      "t.yaml:8:11: tenants[0].sampling.rules[0].action: required",
+      "t.yaml:9:11: tenants[0].sampling.rules[1].probability: action probability needs a "
+      "probability above 0",
+      "t.yaml:10:26: tenants[0].sampling.rules[2].probability: only for action: probability",
+      "t.yaml:15:5: tenants[3].id: required",
+      "t.yaml:11:5: tenants[0].exporters: no exporter named \"nope\" in exporters",
+      "t.yaml:3:5: tenants[0].rate_limit.spans_burst: needs rate_limit.spans_per_second too",
+      "t.yaml:12:5: tenants[1].tokens: token 1 is also a token of tenant ?: a token must name "
+      "one tenant",
+      "t.yaml:14:5: tenants[2].id: tenant b is defined twice (first at 12:5)",
+      "t.yaml:14:5: tenants[2].client_subjects: subject CN=x also names tenant b",
+      "t.yaml:1:11: tenancy.default_tenant: names no tenant of `tenants`",
+      "t.yaml:18:3: exporters.otlp.breaker.open_max: must not be shorter than breaker.open",
+  };
+  expect_errors(yaml, want, sizeof want / sizeof want[0]);
+  /* ${tenant} needs tenants; the token never appears in a message. */
+  static const char single[] = "exporters: {jsonl: {path: \"/tmp/${tenant}.jsonl\"}}\n"
+                               "service: {exporters: [jsonl]}\n";
+  static const char *const want1[] = {
+      "t.yaml:2:23: service.exporters: exporter jsonl uses ${tenant}, which needs `tenants`"};
+  expect_errors(single, want1, 1);
+  static const char secret[] = "tenants: [{id: a, tokens: [\"s3cr3t\\u0001\"]}]\n"
+                               "exporters: {jsonl: {}}\nservice: {exporters: [jsonl]}\n";
+  assert_int_equal(parse(secret), PROFILIS_EINVAL);
+  for (size_t i = 0; i < errs.n; i++) assert_null(strstr(errs.msgs[i], "s3cr3t"));
 }
 
 static void test_allocation_failures(void **state) {
@@ -1001,6 +1163,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(test_load, teardown),
       cmocka_unit_test_teardown(test_errors_api, teardown),
       cmocka_unit_test_teardown(test_doc, teardown),
+      cmocka_unit_test_teardown(test_tenants, teardown),
+      cmocka_unit_test_teardown(test_tenant_errors, teardown),
       cmocka_unit_test_teardown(test_allocation_failures, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
