@@ -28,6 +28,9 @@ static const char index_html[] =
     "RED)</li>\n"
     "<li><a href=\"/healthz\">/healthz</a> &mdash; liveness</li>\n"
     "<li><a href=\"/readyz\">/readyz</a> &mdash; readiness (receivers up, not draining)</li>\n"
+    "<li><a href=\"/api/tenants\">/api/tenants</a> &mdash; per-tenant figures as JSON "
+    "(accepted and refused spans, exporters with breaker state and durable queue depth, "
+    "sampling)</li>\n"
     "</ul></body></html>\n";
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
@@ -65,6 +68,16 @@ static enum MHD_Result metrics(pc_admin *a, struct MHD_Connection *c) {
                MHD_RESPMEM_MUST_FREE);
 }
 
+static enum MHD_Result api_tenants(pc_admin *a, struct MHD_Connection *c) {
+  pf_buf b = {0};
+  int rc = a->src.pipeline ? pc_pipeline_api_tenants(a->src.pipeline, &b) : pf_buf_puts(&b, "{}");
+  if (rc) {
+    pf_buf_free(&b);
+    return text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory rendering /api/tenants\n");
+  }
+  return reply(c, MHD_HTTP_OK, "application/json", b.p, b.len, MHD_RESPMEM_MUST_FREE);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls) {
@@ -73,6 +86,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
   if (strcmp(url, "/metrics") == 0) return metrics(a, c);
   if (strcmp(url, "/healthz") == 0) return text(c, MHD_HTTP_OK, "ok\n");
+  if (strcmp(url, "/api/tenants") == 0) return api_tenants(a, c);
   if (strcmp(url, "/readyz") == 0) {
     bool ready = a->src.ready && atomic_load(a->src.ready);
     return ready ? text(c, MHD_HTTP_OK, "ready\n")
@@ -111,7 +125,7 @@ int pc_admin_start(pc_admin **out, const pc_config *cfg, const pc_admin_sources 
     free(a);
     return PROFILIS_EIO;
   }
-  pf_log(PF_LOG_INFO, "admin listening on %s (/metrics /healthz /readyz)", ep);
+  pf_log(PF_LOG_INFO, "admin listening on %s (/metrics /healthz /readyz /api/tenants)", ep);
   *out = a;
   return 0;
 }

@@ -1574,6 +1574,9 @@ static void rule_checks(ctx *c, const scope *sc, const pc_rule_cfg *r) {
   else if (r->action != PC_RULE_PROBABILITY && has_p)
     report_field(c, sc, offsetof(pc_rule_cfg, probability),
                  "only for action: probability");
+  if (!r->service && !r->span_name && !r->route && !r->attr_key)
+    report(c, sc->at, show_path(sc, "action", path, sizeof path),
+           "the rule needs a condition: service, span_name, route or attribute.key");
   if (r->attr_value && !r->attr_key)
     report_field(c, sc, offsetof(pc_rule_cfg, attr_value), "needs attribute.key too");
 }

@@ -13,19 +13,28 @@
 #include "pc_chunk.h"
 #include "pc_config.h"
 #include "pc_metrics.h"
+#include "pf_buf.h"
 
 typedef struct pc_pipeline pc_pipeline;
 
 typedef enum pc_verdict {
   PC_ACCEPTED = 0,
-  PC_REFUSED_BUDGET,   /* memory budget full: gRPC UNAVAILABLE / HTTP 503, with retry-after */
-  PC_REFUSED_DRAINING, /* shutting down: gRPC UNAVAILABLE / HTTP 503 */
+  PC_REFUSED_BUDGET,          /* memory budget full: gRPC UNAVAILABLE / HTTP 503, retry-after */
+  PC_REFUSED_DRAINING,        /* shutting down: gRPC UNAVAILABLE / HTTP 503 */
+  PC_REFUSED_RATE,            /* tenant over its rate limit: RESOURCE_EXHAUSTED+RetryInfo / 429 */
+  PC_REFUSED_QUEUE_FULL,      /* a durable queue of the tenant's route is full (refuse policy):
+                                 RESOURCE_EXHAUSTED+RetryInfo / 429 */
+  PC_REFUSED_UNAUTHENTICATED, /* no or bad credentials: UNAUTHENTICATED / 401 */
+  PC_REFUSED_FORBIDDEN,       /* credentials of one tenant naming another: PERMISSION_DENIED / 403 */
 } pc_verdict;
 
 typedef struct pc_admission {
   pc_verdict verdict;
   uint32_t retry_after_ms;
+  char message[200]; /* why, for the client (never a secret) */
 } pc_admission;
+
+struct pc_credentials;
 
 /* Builds the pipeline and starts one thread per exporter. The pipeline keeps its own copies of
  * the exporter settings (cfg may be freed afterwards); metrics may be NULL and must outlive the
@@ -48,6 +57,17 @@ int pc_pipeline_admit(pc_pipeline *p, uint64_t wire_bytes, pc_admission *adm);
  * chunks' references and will deliver or count every span; otherwise the caller still owns them.
  * Returns 0 (see adm->verdict). */
 int pc_pipeline_submit(pc_pipeline *p, pc_chunk **chunks, size_t n, pc_admission *adm);
+/* pc_pipeline_submit for a request with credentials (pc_tenancy.h; NULL = none): tenancy
+ * decides each chunk's tenant, then the tenant's rate limit and route apply. */
+int pc_pipeline_submit_as(pc_pipeline *p, const struct pc_credentials *cr, pc_chunk **chunks,
+                          size_t n, pc_admission *adm);
+/* The tenant header name receivers should read (tenancy.header), or NULL when tenants are not
+ * configured. Valid until the next reload; copy it. */
+void pc_pipeline_tenant_header(pc_pipeline *p, char *out, size_t cap);
+/* Appends per-tenant figures as a JSON object (the admin port's /api/tenants): for each tenant
+ * its accepted and refused spans, its exporters with breaker state and queue depth, and its
+ * sampler figures. Returns 0 or PROFILIS_ENOMEM. */
+int pc_pipeline_api_tenants(pc_pipeline *p, pf_buf *out);
 /* True when the pipeline wants raw ResourceSpans bytes kept (an otlp exporter exists). */
 bool pc_pipeline_keep_raw(const pc_pipeline *p);
 /* Bytes charged to the budget now, and the limit. */

@@ -4,6 +4,7 @@
  * into its own status. google.rpc.Status and RetryInfo are three tiny messages, so they are
  * written by hand here rather than compiled from protos the project does not ship. */
 #include "recv_common.h"
+#include "pc_tenancy.h"
 
 #include "pf_wire.h"
 #include <errno.h>
@@ -63,14 +64,44 @@ void pc_recv_count_request(pc_recv_stats *s, unsigned slot, const char *status) 
   pc_counter_add(ser, 1);
 }
 
+void pc_recv_refusal_status(pc_verdict v, int *rpc_code, unsigned *http_status, bool *retry) {
+  *retry = true;
+  switch (v) {
+  case PC_REFUSED_RATE:
+  case PC_REFUSED_QUEUE_FULL:
+    *rpc_code = PC_RPC_RESOURCE_EXHAUSTED;
+    *http_status = 429;
+    return;
+  case PC_REFUSED_UNAUTHENTICATED:
+    *rpc_code = PC_RPC_UNAUTHENTICATED;
+    *http_status = 401;
+    *retry = false;
+    return;
+  case PC_REFUSED_FORBIDDEN:
+    *rpc_code = PC_RPC_PERMISSION_DENIED;
+    *http_status = 403;
+    *retry = false;
+    return;
+  default:
+    *rpc_code = PC_RPC_UNAVAILABLE;
+    *http_status = 503;
+    return;
+  }
+}
+
 void pc_recv_refusal(pc_recv_reply *r, const pc_admission *adm) {
   memset(r, 0, sizeof *r);
   r->outcome = PC_RECV_REFUSED;
   r->verdict = adm->verdict;
-  r->retry_after_ms = adm->retry_after_ms ? adm->retry_after_ms : 1000;
-  snprintf(r->message, sizeof r->message, "%s",
-           adm->verdict == PC_REFUSED_DRAINING ? "collector is shutting down"
-                                               : "memory budget exhausted, retry later");
+  int code;
+  unsigned http;
+  bool retry;
+  pc_recv_refusal_status(adm->verdict, &code, &http, &retry);
+  r->retry_after_ms = !retry ? 0 : adm->retry_after_ms ? adm->retry_after_ms : 1000;
+  const char *dflt = adm->verdict == PC_REFUSED_DRAINING ? "collector is shutting down"
+                     : adm->verdict == PC_REFUSED_BUDGET ? "memory budget exhausted, retry later"
+                                                         : "refused";
+  snprintf(r->message, sizeof r->message, "%s", adm->message[0] ? adm->message : dflt);
 }
 
 bool pc_recv_admit(pc_recv_stats *s, pc_pipeline *p, uint64_t wire_bytes, pc_recv_reply *reply) {
@@ -82,10 +113,11 @@ bool pc_recv_admit(pc_recv_stats *s, pc_pipeline *p, uint64_t wire_bytes, pc_rec
   return false;
 }
 
-static void submit(pc_recv_stats *s, pc_pipeline *p, pc_decode_result *d, pc_recv_reply *reply) {
+static void submit(pc_recv_stats *s, pc_pipeline *p, const pc_credentials *cr, pc_decode_result *d,
+                   pc_recv_reply *reply) {
   pc_admission adm = {.verdict = PC_ACCEPTED};
-  if (d->n_chunks == 0) return; /* nothing valid to deliver: still a success */
-  int rc = pc_pipeline_submit(p, d->chunks, d->n_chunks, &adm);
+  /* An empty request still goes through: its credentials are checked all the same. */
+  int rc = pc_pipeline_submit_as(p, cr, d->chunks, d->n_chunks, &adm);
   if (rc == 0 && adm.verdict == PC_ACCEPTED) {
     pc_counter_add(s->accepted, d->n_spans);
     d->n_chunks = 0; /* the pipeline holds the chunk references now; only the array is ours */
@@ -97,13 +129,14 @@ static void submit(pc_recv_stats *s, pc_pipeline *p, pc_decode_result *d, pc_rec
              profilis_strerror(rc));
     return;
   }
-  pc_counter_add(adm.verdict == PC_REFUSED_DRAINING ? s->refused_draining : s->refused_budget,
-                 d->n_spans);
+  if (adm.verdict == PC_REFUSED_DRAINING || adm.verdict == PC_REFUSED_BUDGET)
+    pc_counter_add(adm.verdict == PC_REFUSED_DRAINING ? s->refused_draining : s->refused_budget,
+                   d->n_spans); /* the other reasons are counted per tenant by the pipeline */
   pc_recv_refusal(reply, &adm);
 }
 
-void pc_recv_handle(pc_recv_stats *s, pc_pipeline *p, const uint8_t *body, size_t len, bool json,
-                    pc_recv_reply *reply) {
+void pc_recv_handle(pc_recv_stats *s, pc_pipeline *p, const pc_credentials *cr,
+                    const uint8_t *body, size_t len, bool json, pc_recv_reply *reply) {
   pc_decode_opts o = {.keep_raw = pc_pipeline_keep_raw(p), .max_spans = 0};
   pc_decode_result d;
   memset(&d, 0, sizeof d);
@@ -122,7 +155,7 @@ void pc_recv_handle(pc_recv_stats *s, pc_pipeline *p, const uint8_t *body, size_
     pc_counter_add(s->rejected, d.rejected);
     reply->rejected = d.rejected;
     if (d.rejected) snprintf(reply->message, sizeof reply->message, "%s", d.message);
-    submit(s, p, &d, reply);
+    submit(s, p, cr, &d, reply);
   }
   pc_decode_result_free(&d);
 }

@@ -20,10 +20,12 @@
 enum {
   PC_RPC_OK = 0,
   PC_RPC_INVALID_ARGUMENT = 3,
+  PC_RPC_PERMISSION_DENIED = 7,
   PC_RPC_RESOURCE_EXHAUSTED = 8,
   PC_RPC_UNIMPLEMENTED = 12,
   PC_RPC_INTERNAL = 13,
   PC_RPC_UNAVAILABLE = 14,
+  PC_RPC_UNAUTHENTICATED = 16,
 };
 
 /* The series of one protocol ("grpc" or "http"), created once at start. */
@@ -42,7 +44,7 @@ void pc_recv_count_request(pc_recv_stats *s, unsigned slot, const char *status);
 typedef enum pc_recv_outcome {
   PC_RECV_OK = 0,   /* accepted (rejected may be > 0: partial success) */
   PC_RECV_INVALID,  /* malformed request: message says why */
-  PC_RECV_REFUSED,  /* budget or draining: retry after retry_after_ms */
+  PC_RECV_REFUSED,  /* see verdict: pc_recv_refusal_status gives the statuses */
   PC_RECV_INTERNAL, /* out of memory while decoding: retryable */
 } pc_recv_outcome;
 
@@ -59,10 +61,16 @@ typedef struct pc_recv_reply {
 bool pc_recv_admit(pc_recv_stats *s, pc_pipeline *p, uint64_t wire_bytes, pc_recv_reply *reply);
 /* Fills *reply for a refusal with adm's verdict (PC_RECV_REFUSED, message, retry delay). */
 void pc_recv_refusal(pc_recv_reply *reply, const pc_admission *adm);
+/* The answer to a refusal: google.rpc code (also the gRPC status), HTTP status, and whether a
+ * retry delay goes with it (RetryInfo / Retry-After). Budget and draining: UNAVAILABLE / 503;
+ * rate limit and full durable queue: RESOURCE_EXHAUSTED / 429; credentials: UNAUTHENTICATED /
+ * 401 and PERMISSION_DENIED / 403, without a retry delay. */
+void pc_recv_refusal_status(pc_verdict v, int *rpc_code, unsigned *http_status, bool *retry);
 /* Decodes body (OTLP protobuf, or OTLP/JSON when json), submits it and fills *reply; counts
  * bytes, received, accepted, rejected and refused spans. */
-void pc_recv_handle(pc_recv_stats *s, pc_pipeline *p, const uint8_t *body, size_t len, bool json,
-                    pc_recv_reply *reply);
+struct pc_credentials;
+void pc_recv_handle(pc_recv_stats *s, pc_pipeline *p, const struct pc_credentials *cr,
+                    const uint8_t *body, size_t len, bool json, pc_recv_reply *reply);
 
 /* Encodes google.rpc.Status{code, message[, details: RetryInfo{retry_delay}]}; the RetryInfo
  * detail is added when retry_ms > 0. Returns 0 or PROFILIS_ENOMEM. */

@@ -26,6 +26,7 @@
 #include "pc_receivers.h"
 #include "pf_log.h"
 #include "profilis/common.h"
+#include "pc_tenancy.h"
 #include "recv_common.h"
 
 #define EXPORT_METHOD "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -65,6 +66,7 @@ struct pc_grpc_receiver {
   int n_threads;
   pc_pipeline *pipeline;
   pc_recv_stats stats;
+  bool tls; /* a client certificate may name the tenant */
   atomic_bool stopping;
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -211,13 +213,47 @@ static void reply(call_slot *s, const pc_recv_reply *rep) {
   case PC_RECV_INVALID:
     finish_msg(s, GRPC_STATUS_INVALID_ARGUMENT, 0, rep->message);
     break;
-  case PC_RECV_REFUSED:
-    finish_msg(s, GRPC_STATUS_UNAVAILABLE, rep->retry_after_ms, rep->message);
+  case PC_RECV_REFUSED: {
+    int code;
+    unsigned http;
+    bool retry;
+    pc_recv_refusal_status(rep->verdict, &code, &http, &retry);
+    finish_msg(s, (grpc_status_code)code, retry ? rep->retry_after_ms : 0, rep->message);
     break;
+  }
   default:
     finish_msg(s, GRPC_STATUS_UNAVAILABLE, 1000, rep->message);
     break;
   }
+}
+
+/* The value of metadata key (lowercase) in the request, or NULL. */
+static const char *md_value(const grpc_metadata_array *md, const char *key, size_t *len) {
+  for (size_t i = 0; i < md->count; i++) {
+    if (grpc_slice_str_cmp(md->metadata[i].key, key) != 0) continue;
+    *len = GRPC_SLICE_LENGTH(md->metadata[i].value);
+    return (const char *)GRPC_SLICE_START_PTR(md->metadata[i].value);
+  }
+  return NULL;
+}
+
+/* The subject of the client's verified certificate (mTLS), copied into buf, or NULL. */
+static const char *peer_subject(grpc_call *call, char *buf, size_t cap) {
+  grpc_auth_context *ctx = grpc_call_auth_context(call);
+  if (!ctx) return NULL;
+  const char *out = NULL;
+  if (grpc_auth_context_peer_is_authenticated(ctx)) {
+    grpc_auth_property_iterator it =
+        grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_SUBJECT_PROPERTY_NAME);
+    const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+    if (p && p->value_length < cap) {
+      memcpy(buf, p->value, p->value_length);
+      buf[p->value_length] = '\0';
+      out = buf;
+    }
+  }
+  grpc_auth_context_release(ctx);
+  return out;
 }
 
 /* The request message is in (or the call died): admit, decode, submit, answer. */
@@ -240,8 +276,15 @@ static void on_message(call_slot *s, bool ok) {
       sl = grpc_byte_buffer_reader_readall(&rd);
       grpc_byte_buffer_reader_destroy(&rd);
     }
-    pc_recv_handle(&r->stats, r->pipeline, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), false,
-                   &rep);
+    char header[136], subject[1024];
+    pc_credentials cr = {0};
+    pc_pipeline_tenant_header(r->pipeline, header, sizeof header);
+    cr.authorization = md_value(&s->request_md, "authorization", &cr.authorization_len);
+    if (header[0])
+      cr.tenant_header = md_value(&s->request_md, header, &cr.tenant_header_len);
+    if (r->tls) cr.subject = peer_subject(s->call, subject, sizeof subject);
+    pc_recv_handle(&r->stats, r->pipeline, &cr, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl),
+                   false, &rep);
     grpc_slice_unref(sl);
   }
   grpc_byte_buffer_destroy(s->recv);
@@ -378,6 +421,7 @@ static int bind_port(pc_grpc_receiver *r, const pc_config *cfg) {
   }
   grpc_server_credentials *creds = server_creds(&cfg->grpc_tls);
   if (!creds) return PROFILIS_EIO;
+  r->tls = cfg->grpc_tls.client_ca_file != NULL;
   int port = grpc_server_add_http2_port(r->server, addr, creds);
   grpc_server_credentials_release(creds);
   if (port == 0) {

@@ -5,6 +5,7 @@
  * shared decode/submit step. Replies follow OTLP/HTTP: the response or a google.rpc.Status in
  * the request's content type; Retry-After on 503. mTLS: GnuTLS verifies during the handshake. */
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "pc_receivers.h"
 #include "pf_log.h"
 #include "profilis/common.h"
+#include "pc_tenancy.h"
 #include "recv_common.h"
 
 #define TRACES_PATH "/v1/traces"
@@ -114,8 +116,13 @@ static enum MHD_Result send_error(pc_http_receiver *r, struct MHD_Connection *c,
 
 static enum MHD_Result send_refusal(pc_http_receiver *r, struct MHD_Connection *c, body_kind kind,
                                     const pc_recv_reply *rep) {
-  return send_error(r, c, MHD_HTTP_SERVICE_UNAVAILABLE, kind, PC_RPC_UNAVAILABLE,
-                    rep->retry_after_ms ? rep->retry_after_ms : 1000, rep->message);
+  int code;
+  unsigned status;
+  bool retry;
+  pc_recv_refusal_status(rep->outcome == PC_RECV_REFUSED ? rep->verdict : PC_REFUSED_BUDGET,
+                         &code, &status, &retry);
+  return send_error(r, c, status, kind, code,
+                    !retry ? 0 : rep->retry_after_ms ? rep->retry_after_ms : 1000, rep->message);
 }
 
 static enum MHD_Result send_success(pc_http_receiver *r, struct MHD_Connection *c, body_kind kind,
@@ -324,6 +331,42 @@ static enum MHD_Result too_large(pc_http_receiver *r, struct MHD_Connection *c, 
   return send_error(r, c, MHD_HTTP_CONTENT_TOO_LARGE, q->kind, PC_RPC_INVALID_ARGUMENT, 0, msg);
 }
 
+/* The subject of the client's verified certificate (mTLS) in RFC 4514 form, or NULL. */
+static const char *peer_subject(pc_http_receiver *r, struct MHD_Connection *c, char *buf,
+                                size_t cap) {
+  if (!r->verify_clients) return NULL;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+  if (!ci || !ci->tls_session) return NULL;
+  unsigned n = 0;
+  const gnutls_datum_t *certs = gnutls_certificate_get_peers(ci->tls_session, &n);
+  gnutls_x509_crt_t crt;
+  gnutls_datum_t dn = {NULL, 0};
+  const char *out = NULL;
+  if (!certs || !n || gnutls_x509_crt_init(&crt) < 0) return NULL;
+  if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) >= 0 &&
+      gnutls_x509_crt_get_dn3(crt, &dn, 0) >= 0 && dn.size < cap) {
+    memcpy(buf, dn.data, dn.size);
+    buf[dn.size] = '\0';
+    out = buf;
+  }
+  gnutls_free(dn.data);
+  gnutls_x509_crt_deinit(crt);
+  return out;
+}
+
+/* What the request says about its sender: token, tenant header, client certificate. */
+static void request_credentials(pc_http_receiver *r, struct MHD_Connection *c, pc_credentials *cr,
+                                char *header, size_t header_cap, char *subject, size_t cap) {
+  memset(cr, 0, sizeof *cr);
+  pc_pipeline_tenant_header(r->pipeline, header, header_cap);
+  cr->authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "authorization");
+  if (cr->authorization) cr->authorization_len = strlen(cr->authorization);
+  if (header[0]) cr->tenant_header = MHD_lookup_connection_value(c, MHD_HEADER_KIND, header);
+  if (cr->tenant_header) cr->tenant_header_len = strlen(cr->tenant_header);
+  cr->subject = peer_subject(r, c, subject, cap);
+}
+
 static enum MHD_Result on_complete(pc_http_receiver *r, struct MHD_Connection *c, http_req *q) {
   pc_recv_reply rep;
   uint8_t *plain = NULL;
@@ -346,8 +389,11 @@ static enum MHD_Result on_complete(pc_http_receiver *r, struct MHD_Connection *c
           rc == PROFILIS_EPROTO ? "corrupt or truncated gzip body"
                                 : "out of memory decompressing the request");
   }
-  pc_recv_handle(&r->stats, r->pipeline, plain ? plain : q->body, plain ? plain_len : q->len,
-                 q->kind == KIND_JSON, &rep);
+  char header[136], subject[1024];
+  pc_credentials cr;
+  request_credentials(r, c, &cr, header, sizeof header, subject, sizeof subject);
+  pc_recv_handle(&r->stats, r->pipeline, &cr, plain ? plain : q->body,
+                 plain ? plain_len : q->len, q->kind == KIND_JSON, &rep);
   free(plain);
   switch (rep.outcome) {
   case PC_RECV_OK:

@@ -1062,7 +1062,7 @@ static void test_tenant_errors(void **state) {
       "    sampling:\n"                                           /* 6 */
       "      rules:\n"                                            /* 7 */
       "        - {route: /x}\n"                                   /* 8 */
-      "        - {action: probability}\n"                         /* 9 */
+      "        - {action: probability, span_name: a}\n"          /* 9 */
       "        - {action: keep, probability: 0.5}\n"              /* 10 */
       "    exporters: [nope]\n"                                   /* 11 */
       "  - id: b\n"                                               /* 12 */
@@ -1082,6 +1082,8 @@ static void test_tenant_errors(void **state) {
       "t.yaml:9:11: tenants[0].sampling.rules[1].probability: action probability needs a "
       "probability above 0",
       "t.yaml:10:26: tenants[0].sampling.rules[2].probability: only for action: probability",
+      "t.yaml:10:11: tenants[0].sampling.rules[2].action: the rule needs a condition: service, "
+      "span_name, route or attribute.key",
       "t.yaml:15:5: tenants[3].id: required",
       "t.yaml:11:5: tenants[0].exporters: no exporter named \"nope\" in exporters",
       "t.yaml:3:5: tenants[0].rate_limit.spans_burst: needs rate_limit.spans_per_second too",

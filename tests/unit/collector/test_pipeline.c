@@ -276,7 +276,7 @@ static void stop(fixture *f) {
 
 static uint64_t counter(fixture *f, const char *metric, const char *exporter) {
   char labels[128];
-  snprintf(labels, sizeof labels, "exporter=\"%s\"", exporter);
+  snprintf(labels, sizeof labels, "exporter=\"%s\",tenant=\"\"", exporter);
   pc_series *s = pc_metrics_series(f->m, PC_COUNTER, metric, "", labels);
   assert_non_null(s);
   return atomic_load(&s->value);
@@ -383,11 +383,11 @@ static void test_batch_by_size(void **state) {
   assert_int_equal(e->calls, 4);
   assert_int_equal(e->call_spans[2], 8);
   assert_int_equal(e->call_spans[3], 8);
-  assert_int_equal(gauge(&f, "profilis_exporter_queue_spans", "exporter=\"jsonl\""), 4);
-  assert_int_equal(gauge(&f, "profilis_exporter_queue_batches", "exporter=\"jsonl\""), 1);
+  assert_int_equal(gauge(&f, "profilis_exporter_queue_spans", "exporter=\"jsonl\",tenant=\"\""), 4);
+  assert_int_equal(gauge(&f, "profilis_exporter_queue_batches", "exporter=\"jsonl\",tenant=\"\""), 1);
   assert_int_equal(pc_pipeline_drain(f.p, 2000), 0); /* closing flushes the partial batch */
   assert_int_equal(exp_spans(e), 40);
-  assert_int_equal(gauge(&f, "profilis_exporter_queue_spans", "exporter=\"jsonl\""), 0);
+  assert_int_equal(gauge(&f, "profilis_exporter_queue_spans", "exporter=\"jsonl\",tenant=\"\""), 0);
   assert_true(e->destroyed == false); /* destroyed at free, after the drain */
   stop(&f);
 }
