@@ -56,9 +56,9 @@ typedef struct http_req {
 /* ---- replies ---- */
 
 static unsigned status_slot(unsigned code, const char **text) {
-  static const unsigned codes[] = {200, 400, 403, 404, 405, 408, 413, 415, 429, 500, 503};
-  static const char *const texts[] = {"200", "400", "403", "404", "405", "408",
-                                      "413", "415", "429", "500", "503"};
+  static const unsigned codes[] = {200, 400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503};
+  static const char *const texts[] = {"200", "400", "401", "403", "404", "405",
+                                      "408", "413", "415", "429", "500", "503"};
   for (unsigned i = 0; i < sizeof codes / sizeof *codes; i++) {
     if (codes[i] == code) {
       *text = texts[i];
