@@ -67,6 +67,9 @@ enum {
 #define T_JSONL (1u << PC_EXPORTER_JSONL)
 #define T_OTLP (1u << PC_EXPORTER_OTLP)
 #define T_PROM (1u << PC_EXPORTER_PROMETHEUS)
+#define T_LB (1u << PC_EXPORTER_LOADBALANCING)
+#define T_GRPC (T_OTLP | T_LB)            /* rows of OTLP/gRPC senders */
+#define T_THREAD (T_JSONL | T_OTLP | T_LB) /* rows of exporters with a thread */
 #define T_TENANT (1u << 8) /* rows of one entry of `tenants` */
 #define T_RULE (1u << 9)   /* rows of one sampling rule */
 
@@ -114,6 +117,8 @@ static const char *check_header_name(const char *s);
 static const str_kind SK_TENANT = {"tenant id", check_tenant};
 static const str_kind SK_TOKEN = {"token", check_token};
 static const str_kind SK_HEADER = {"header name", check_header_name};
+static const char *check_hostname(const char *s);
+static const str_kind SK_HOST = {"host name", check_hostname};
 
 static const key_choice level_choices[] = {{"error", PF_LOG_ERROR},
                                            {"warn", PF_LOG_WARN},
@@ -269,12 +274,12 @@ static const cfg_section config_sections[] = {
   "2ms, 4ms, 6ms, 8ms, 10ms, 50ms, 100ms, 200ms, 400ms, 800ms, 1s, 1400ms, 2s, 5s, 10s, 15s"
 
 static const cfg_key exporter_keys[] = {
-    {.key = "batch.size", .type = K_U32, .types = T_JSONL | T_OTLP, EXP(batch_size), .min = 1,
+    {.key = "batch.size", .type = K_U32, .types = T_THREAD, EXP(batch_size), .min = 1,
      .max = 65536, .def = "512", .doc = "spans per export"},
-    {.key = "batch.timeout", .type = K_DURATION, .types = T_JSONL | T_OTLP, EXP(batch_timeout_ms),
+    {.key = "batch.timeout", .type = K_DURATION, .types = T_THREAD, EXP(batch_timeout_ms),
      .min = 1, .max = 10 * MS_M, .def = "200ms",
      .doc = "a partial batch is exported after waiting this long"},
-    {.key = "timeout", .type = K_DURATION, .types = T_OTLP, EXP(timeout_ms), .min = 1,
+    {.key = "timeout", .type = K_DURATION, .types = T_GRPC, EXP(timeout_ms), .min = 1,
      .max = 10 * MS_M, .def = "10s", .doc = "one export attempt"},
     {.key = "path", .type = K_STRING, .types = T_JSONL, EXP(path), .min = 1, .max = 4096,
      .kind = &SK_PATH, .def = "./profilis-data/spans.jsonl", .doc = "output file"},
@@ -300,78 +305,91 @@ static const cfg_key exporter_keys[] = {
      .min = 1, .max = 1024, .kind = &SK_TARGET,
      .doc = "OTLP/gRPC backend: `http://host:port` is plaintext; `https://host:port` or "
             "`host:port` use TLS"},
-    {.key = "headers", .type = K_HEADERS, .types = T_OTLP, EXP(headers),
+    {.key = "headers", .type = K_HEADERS, .types = T_GRPC, EXP(headers),
      .off_n = offsetof(pc_exporter_cfg, n_headers), .min = 0, .max = 64,
      .doc = "gRPC metadata sent with every export, e.g. `x-scope-orgid` for Grafana Tempo; "
             "names are lowercased"},
-    {.key = "compression", .type = K_ENUM, .types = T_OTLP, EXP(gzip),
+    {.key = "compression", .type = K_ENUM, .types = T_GRPC, EXP(gzip),
      .choices = compression_choices, .def = "none", .doc = "request compression"},
-    {.key = "tls.ca_file", .type = K_STRING, .flags = F_EMPTY_UNSET, .types = T_OTLP,
+    {.key = "tls.ca_file", .type = K_STRING, .flags = F_EMPTY_UNSET, .types = T_GRPC,
      EXP(tls.ca_file), .max = 4096, .kind = &SK_PATH,
      .doc = "CA certificates (PEM) that verify the backend; the system's when unset"},
-    {.key = "tls.cert_file", .type = K_STRING, .flags = F_EMPTY_UNSET, .types = T_OTLP,
+    {.key = "tls.cert_file", .type = K_STRING, .flags = F_EMPTY_UNSET, .types = T_GRPC,
      EXP(tls.cert_file), .max = 4096, .kind = &SK_PATH,
      .doc = "client certificate (PEM) for mutual TLS"},
-    {.key = "tls.key_file", .type = K_STRING, .flags = F_EMPTY_UNSET, .types = T_OTLP,
+    {.key = "tls.key_file", .type = K_STRING, .flags = F_EMPTY_UNSET, .types = T_GRPC,
      EXP(tls.key_file), .max = 4096, .kind = &SK_PATH,
      .doc = "private key of the client certificate (PEM)"},
-    {.key = "tls.insecure", .type = K_BOOL, .types = T_OTLP, EXP(tls.insecure), .def = "false",
+    {.key = "tls.insecure", .type = K_BOOL, .types = T_GRPC, EXP(tls.insecure), .def = "false",
      .doc = "plaintext even when the endpoint has no `http://`"},
-    {.key = "retry.initial_interval", .type = K_DURATION, .types = T_OTLP, EXP(retry_initial_ms),
+    {.key = "retry.initial_interval", .type = K_DURATION, .types = T_GRPC, EXP(retry_initial_ms),
      .min = 1, .max = MS_M, .def = "100ms",
      .doc = "first wait before a retry; it doubles (with jitter) up to `max_interval`"},
-    {.key = "retry.max_interval", .type = K_DURATION, .types = T_OTLP, EXP(retry_max_ms), .min = 1,
+    {.key = "retry.max_interval", .type = K_DURATION, .types = T_GRPC, EXP(retry_max_ms), .min = 1,
      .max = 10 * MS_M, .def = "5s", .doc = "longest wait between two attempts"},
-    {.key = "retry.max_elapsed_time", .type = K_DURATION, .types = T_OTLP,
+    {.key = "retry.max_elapsed_time", .type = K_DURATION, .types = T_GRPC,
      EXP(retry_max_elapsed_ms), .min = 0, .max = MS_H, .def = "60s",
      .doc = "time spent retrying one batch, after which it counts as failed; 0 = no retries"},
+    {.key = "resolver.hostname", .type = K_STRING, .types = T_LB, EXP(lb_hostname), .min = 1,
+     .max = 253, .kind = &SK_HOST,
+     .doc = "DNS name whose A/AAAA records are the backends (a Kubernetes headless Service), "
+            "resolved again every `interval`; set this or `static`"},
+    {.key = "resolver.port", .type = K_U32, .types = T_LB, EXP(lb_port), .min = 1, .max = 65535,
+     .def = "4317", .doc = "OTLP/gRPC port of the resolved addresses"},
+    {.key = "resolver.interval", .type = K_DURATION, .types = T_LB, EXP(lb_interval_ms),
+     .min = 100, .max = MS_H, .def = "5s", .doc = "how often `hostname` is resolved again"},
+    {.key = "resolver.static", .type = K_STRINGS, .types = T_LB, EXP(lb_static),
+     .off_n = offsetof(pc_exporter_cfg, n_lb_static), .min = 1, .max = 1024, .kind = &SK_TARGET,
+     .doc = "fixed list of backends (`host:port`, `http://` or `https://` URL) instead of "
+            "`hostname`"},
     {.key = "buckets", .type = K_DURATIONS, .types = T_PROM, EXP(buckets_ms),
      .off_n = offsetof(pc_exporter_cfg, n_buckets), .min = 1, .max = 128, .def = DEFAULT_BUCKETS,
      .doc = "upper bounds of the span duration histogram, ascending"},
     {.key = "max_series", .type = K_U32, .types = T_PROM, EXP(max_series), .min = 1,
      .max = 10000000, .def = "10000",
      .doc = "label sets per metric; spans past it are counted in one overflow series"},
-    {.key = "breaker.enabled", .type = K_BOOL, .types = T_JSONL | T_OTLP, EXP(breaker_enabled),
+    {.key = "breaker.enabled", .type = K_BOOL, .types = T_THREAD, EXP(breaker_enabled),
      .def = "true", .doc = "a circuit breaker stops exporting to a failing backend for a while"},
-    {.key = "breaker.failures", .type = K_U32, .types = T_JSONL | T_OTLP, EXP(breaker_failures),
+    {.key = "breaker.failures", .type = K_U32, .types = T_THREAD, EXP(breaker_failures),
      .min = 0, .max = 1000000, .def = "5", .doc = "failed exports in a row that open it; 0 = off"},
-    {.key = "breaker.failure_ratio", .type = K_NUMBER, .types = T_JSONL | T_OTLP,
+    {.key = "breaker.failure_ratio", .type = K_NUMBER, .types = T_THREAD,
      EXP(breaker_failure_ratio), .min = 0, .max = 1, .def = "0.5",
      .doc = "failed/all exports within `window` that open it; 0 = off"},
-    {.key = "breaker.min_calls", .type = K_U32, .types = T_JSONL | T_OTLP, EXP(breaker_min_calls),
+    {.key = "breaker.min_calls", .type = K_U32, .types = T_THREAD, EXP(breaker_min_calls),
      .min = 1, .max = 1000000, .def = "20",
      .doc = "exports the window must hold before the ratio counts"},
-    {.key = "breaker.window", .type = K_DURATION, .types = T_JSONL | T_OTLP,
+    {.key = "breaker.window", .type = K_DURATION, .types = T_THREAD,
      EXP(breaker_window_ms), .min = 100, .max = MS_H, .def = "30s",
      .doc = "sliding window of the failure ratio"},
-    {.key = "breaker.open", .type = K_DURATION, .types = T_JSONL | T_OTLP, EXP(breaker_open_ms),
+    {.key = "breaker.open", .type = K_DURATION, .types = T_THREAD, EXP(breaker_open_ms),
      .min = 10, .max = MS_H, .def = "1s",
      .doc = "first cool-down after it opens; doubles on each repeated trip"},
-    {.key = "breaker.open_max", .type = K_DURATION, .types = T_JSONL | T_OTLP,
+    {.key = "breaker.open_max", .type = K_DURATION, .types = T_THREAD,
      EXP(breaker_open_max_ms), .min = 10, .max = 24 * MS_H, .def = "30s",
      .doc = "longest cool-down"},
-    {.key = "breaker.jitter", .type = K_NUMBER, .types = T_JSONL | T_OTLP, EXP(breaker_jitter),
+    {.key = "breaker.jitter", .type = K_NUMBER, .types = T_THREAD, EXP(breaker_jitter),
      .min = 0, .max = 1, .def = "0.2", .doc = "random fraction taken off each cool-down"},
-    {.key = "breaker.probes", .type = K_U32, .types = T_JSONL | T_OTLP, EXP(breaker_probes),
+    {.key = "breaker.probes", .type = K_U32, .types = T_THREAD, EXP(breaker_probes),
      .min = 1, .max = 1000, .def = "1",
      .doc = "exports let through at once after a cool-down (half-open)"},
-    {.key = "breaker.close_after", .type = K_U32, .types = T_JSONL | T_OTLP,
+    {.key = "breaker.close_after", .type = K_U32, .types = T_THREAD,
      EXP(breaker_close_after), .min = 1, .max = 1000, .def = "1",
      .doc = "successful probes that close it again"},
-    {.key = "queue.enabled", .type = K_BOOL, .types = T_JSONL | T_OTLP, EXP(queue_enabled),
+    {.key = "queue.enabled", .type = K_BOOL, .types = T_THREAD, EXP(queue_enabled),
      .def = "false",
      .doc = "batches the backend cannot take now wait on disk (LMDB), survive restarts and "
-            "are replayed in order"},
-    {.key = "queue.directory", .type = K_STRING, .types = T_JSONL | T_OTLP, EXP(queue_directory),
+            "are replayed in order; an otlp exporter then makes one attempt per batch (the "
+            "queue does the retrying)"},
+    {.key = "queue.directory", .type = K_STRING, .types = T_THREAD, EXP(queue_directory),
      .min = 1, .max = 4096, .kind = &SK_PATH, .def = "./profilis-data/queue",
      .doc = "root of the queues; each exporter (per tenant) has its own directory below it"},
-    {.key = "queue.max_size", .type = K_SIZE, .types = T_JSONL | T_OTLP, EXP(queue_max_bytes),
+    {.key = "queue.max_size", .type = K_SIZE, .types = T_THREAD, EXP(queue_max_bytes),
      .min = MIB, .max = 1024 * GIB, .def = "1GiB", .doc = "bytes on disk per queue at most"},
-    {.key = "queue.full", .type = K_ENUM, .types = T_JSONL | T_OTLP, EXP(queue_full),
+    {.key = "queue.full", .type = K_ENUM, .types = T_THREAD, EXP(queue_full),
      .choices = queue_full_choices, .def = "drop_oldest",
      .doc = "when the queue is full: `drop_oldest` (counted as dropped) or `refuse` (the "
             "tenant's requests are refused with a retryable status until it drains)"},
-    {.key = "queue.fsync", .type = K_BOOL, .types = T_JSONL | T_OTLP, EXP(queue_fsync),
+    {.key = "queue.fsync", .type = K_BOOL, .types = T_THREAD, EXP(queue_fsync),
      .def = "true",
      .doc = "sync every commit; false survives a process crash but not a machine crash"},
 };
@@ -446,6 +464,7 @@ static const cfg_section rule_section = {"", rule_keys, LEN(rule_keys), "a sampl
 static const key_choice exporter_types[] = {{"jsonl", PC_EXPORTER_JSONL},
                                             {"otlp", PC_EXPORTER_OTLP},
                                             {"prometheus", PC_EXPORTER_PROMETHEUS},
+                                            {"loadbalancing", PC_EXPORTER_LOADBALANCING},
                                             {NULL, 0}};
 
 /* deploy/examples/default.yaml is this text, byte for byte (checked by a test). */
@@ -662,6 +681,23 @@ static const char *check_listen(const char *s) {
     return "expected host:port, with an IPv6 address in brackets ([::1]:4317)";
   if (!all_digits(colon + 1, pl) || pl > 5 || strtoul(colon + 1, NULL, 10) > 65535)
     return "the port must be a number from 0 to 65535";
+  return NULL;
+}
+
+/* A DNS name or an IPv4 address: labels of letters, digits and '-', dot-separated. */
+static const char *check_hostname(const char *s) {
+  size_t label = 0;
+  for (const char *p = s; *p; p++) {
+    if (*p == '.') {
+      if (!label) return "empty label (two dots, or a leading dot)";
+      label = 0;
+    } else if (is_digit(*p) || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+               *p == '-' || *p == '_') {
+      if (++label > 63) return "a label is longer than 63 characters";
+    } else {
+      return "a host name holds letters, digits, '-', '_' and dots only (no port, no scheme)";
+    }
+  }
   return NULL;
 }
 
@@ -958,7 +994,10 @@ int pc_exporter_cfg_expand(pc_exporter_cfg *dst, const pc_exporter_cfg *src, con
   int rc = expand_tenant(src->name, NULL, &dst->name);
   for (size_t i = 0; i < LEN(exporter_keys) && !rc; i++) {
     const cfg_key *k = &exporter_keys[i];
-    const void *from = *(void *const *)field((void *)src, k->off);
+    const void *from = NULL; /* only pointer rows hold a pointer (others may be unaligned) */
+    if (k->type == K_STRING || k->type == K_DURATIONS || k->type == K_HEADERS ||
+        k->type == K_NAMES || k->type == K_STRINGS)
+      memcpy(&from, field((void *)src, k->off), sizeof from);
     size_t n = 0;
     if (k->off_n) memcpy(&n, field((void *)src, k->off_n), sizeof n);
     if (k->type == K_STRING) {
@@ -967,6 +1006,12 @@ int pc_exporter_cfg_expand(pc_exporter_cfg *dst, const pc_exporter_cfg *src, con
       double *d = malloc(n * sizeof *d);
       if (!d) rc = PROFILIS_ENOMEM;
       else memcpy(d, from, n * sizeof *d), set_list(dst, k, d, n);
+    } else if ((k->type == K_STRINGS || k->type == K_NAMES) && from) {
+      char *const *ss = from;
+      char **l = calloc(n ? n : 1, sizeof *l);
+      if (!l) rc = PROFILIS_ENOMEM;
+      else set_list(dst, k, l, n);
+      for (size_t j = 0; l && j < n && !rc; j++) rc = expand_tenant(ss[j], NULL, &l[j]);
     } else if (k->type == K_HEADERS && from) {
       const pc_header_cfg *hs = from;
       pc_header_cfg *h = calloc(n ? n : 1, sizeof *h);
@@ -1434,7 +1479,7 @@ static int exporter_type(ctx *c, const pc_ynode *key, const char *path) {
            "the label after '/' must be 1 to 64 letters, digits, '-' or '_'");
     return 0;
   }
-  report(c, node_mark(key), path, "unknown exporter type (expected jsonl, otlp or prometheus)");
+  report(c, node_mark(key), path, "unknown exporter type (expected jsonl, otlp, prometheus or loadbalancing)");
   return 0;
 }
 
@@ -1475,6 +1520,20 @@ static void tls_pair_rules(ctx *c, const scope *sc, const pc_tls_cfg *t, size_t 
                  "mutual TLS needs tls.cert_file and tls.key_file too");
 }
 
+/* loadbalancing: exactly one resolver, and its port only with the DNS one. */
+static void lb_rules(ctx *c, const scope *sc, const pc_exporter_cfg *e) {
+  char path[200];
+  if (!e->lb_hostname && !e->n_lb_static)
+    report(c, sc->at, show_path(sc, "resolver", path, sizeof path),
+           "required: resolver.hostname or resolver.static");
+  if (e->lb_hostname && e->n_lb_static)
+    report_field(c, sc, offsetof(pc_exporter_cfg, lb_static),
+                 "set either resolver.hostname or resolver.static, not both");
+  if (e->n_lb_static && field_set(sc, offsetof(pc_exporter_cfg, lb_port)))
+    report_field(c, sc, offsetof(pc_exporter_cfg, lb_port),
+                 "only for resolver.hostname (static entries carry their port)");
+}
+
 /* Rules within one exporter, and the one across jsonl exporters (one file, one writer). */
 static void exporter_rules(ctx *c, const scope *sc, size_t idx) {
   const pc_exporter_cfg *e = &c->cfg->exporters[idx];
@@ -1484,10 +1543,12 @@ static void exporter_rules(ctx *c, const scope *sc, size_t idx) {
     if ((k->flags & F_REQUIRED) && row_visible(sc, k) && !sc->marks[i].line)
       report(c, sc->at, show_path(sc, k->key, path, sizeof path), "required");
   }
-  if (e->type == PC_EXPORTER_OTLP && e->retry_initial_ms > e->retry_max_ms)
+  bool grpc = e->type == PC_EXPORTER_OTLP || e->type == PC_EXPORTER_LOADBALANCING;
+  if (grpc && e->retry_initial_ms > e->retry_max_ms)
     report_field(c, sc, offsetof(pc_exporter_cfg, retry_initial_ms),
                  "must not be longer than retry.max_interval");
-  if (e->type == PC_EXPORTER_OTLP) tls_pair_rules(c, sc, &e->tls, offsetof(pc_exporter_cfg, tls));
+  if (grpc) tls_pair_rules(c, sc, &e->tls, offsetof(pc_exporter_cfg, tls));
+  if (e->type == PC_EXPORTER_LOADBALANCING) lb_rules(c, sc, e);
   if (e->type != PC_EXPORTER_JSONL) return;
   size_t g;
   row_by_field(sc, offsetof(pc_exporter_cfg, path), &g, path, sizeof path);
@@ -2158,6 +2219,17 @@ static void doc_table_head(FILE *f) {
   fputs("| Key | Type | Default | Meaning |\n|---|---|---|---|\n", f);
 }
 
+static const char doc_lb[] =
+    "OTLP/gRPC to several collector replicas, each span to the replica that wins the "
+    "rendezvous hash of its trace id, so every span of a trace reaches one replica (what tail "
+    "sampling needs) and a replica joining or leaving moves only the traces it takes or had. "
+    "The replicas are `resolver.static` or the addresses `resolver.hostname` resolves to (a "
+    "Kubernetes headless Service), resolved again every `resolver.interval`; a failed "
+    "resolution keeps the last set. The otlp settings apply to every replica. A replica that "
+    "still fails when `retry.max_elapsed_time` or `timeout` runs out loses its part of the "
+    "batch (counted as failed) while the others keep theirs: a batch is retried as a whole "
+    "(breaker, queue) only when no replica took anything, so no replica gets a span twice.\n\n";
+
 static void doc_exporters(FILE *f) {
   fputs("\n### `exporters`\n\nEach key names one exporter: its type, optionally followed by "
         "`/label` to tell several of one type apart (`otlp/tempo`, `jsonl/audit`). Its settings "
@@ -2165,6 +2237,7 @@ static void doc_exporters(FILE *f) {
         f);
   for (const key_choice *t = exporter_types; t->name; t++) {
     fprintf(f, "\n#### `%s` exporters\n\n", t->name);
+    if (t->value == PC_EXPORTER_LOADBALANCING) fputs(doc_lb, f);
     doc_table_head(f);
     for (size_t i = 0; i < LEN(exporter_keys); i++)
       if (exporter_keys[i].types & (1u << t->value)) doc_row(f, "", &exporter_keys[i]);

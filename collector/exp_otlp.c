@@ -109,10 +109,12 @@ static pf_deadline attempt_deadline(const ox_exporter *x, const pf_deadline *dl)
                        .cancel = dl->cancel};
 }
 
-/* When retrying stops: the batch deadline or retry.max_elapsed_time after the first attempt. */
+/* When retrying stops: the batch deadline or retry.max_elapsed_time after the first attempt
+ * (0: no retries). With a durable queue there is one attempt: a failed batch waits on disk
+ * and the queue retries it, so a dead backend trips the breaker in seconds, not minutes. */
 static uint64_t give_up_at(const ox_exporter *x, const pf_deadline *dl) {
-  uint32_t max_elapsed = x->base.cfg->retry_max_elapsed_ms;
-  uint64_t at = max_elapsed ? pf_mono_ns() + (uint64_t)max_elapsed * 1000000u : UINT64_MAX;
+  uint32_t max_elapsed = x->base.cfg->queue_enabled ? 0 : x->base.cfg->retry_max_elapsed_ms;
+  uint64_t at = pf_mono_ns() + (uint64_t)max_elapsed * 1000000u;
   return at < dl->at_mono_ns ? at : dl->at_mono_ns;
 }
 

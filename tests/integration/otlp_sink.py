@@ -133,6 +133,7 @@ class Sink:
         self.out = open(args.out, "a", encoding="utf-8") if args.out else None
         self.calls_log = open(args.calls, "a", encoding="utf-8") if args.calls else None
         self.required = [kv.split("=", 1) for kv in args.require_header]
+        self.dying = threading.Event()
 
     def log_call(self, call, code, nspans, nbytes, metadata):
         if self.calls_log:
@@ -154,6 +155,10 @@ class Sink:
         context.abort(status_code(code), message)
 
     def export(self, raw, context):
+        if self.dying.is_set():
+            # A controlled crash between requests: nothing of this one is recorded and the
+            # client sees the connection drop, as when a backend process dies.
+            os._exit(137)
         with self.lock:
             self.calls += 1
             call = self.calls
@@ -220,6 +225,9 @@ def main():
     ap.add_argument("--gzip-responses", action="store_true", help="compress responses")
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve TLS")
     ap.add_argument("--client-ca", help="require client certificates signed by this CA")
+    ap.add_argument("--die-on-usr1", action="store_true",
+                    help="on SIGUSR1, exit at the start of the next call (a crash that never "
+                         "leaves a request half recorded)")
     ap.add_argument("--require-header", action="append", default=[], metavar="K=V",
                     help="answer UNAUTHENTICATED unless this metadata is present")
     args = ap.parse_args()
@@ -255,6 +263,8 @@ def main():
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
+        if args.die_on_usr1:
+            signal.signal(signal.SIGUSR1, lambda *_: sink.dying.set())
         if args.port_file:
             tmpf = args.port_file + ".tmp"
             with open(tmpf, "w") as f:
