@@ -28,6 +28,7 @@ typedef enum pc_exporter_type {
   PC_EXPORTER_JSONL = 1,
   PC_EXPORTER_OTLP = 2,
   PC_EXPORTER_PROMETHEUS = 3,
+  PC_EXPORTER_LOADBALANCING = 4, /* otlp to one of several backends by trace id */
 } pc_exporter_type;
 
 typedef enum pc_fsync_policy { PC_FSYNC_NEVER = 0, PC_FSYNC_BATCH, PC_FSYNC_INTERVAL } pc_fsync_policy;
@@ -76,6 +77,12 @@ typedef struct pc_exporter_cfg {
   uint64_t queue_max_bytes;      /* default 1GiB */
   int queue_full;                /* pc_dq_full_policy (default drop_oldest) */
   bool queue_fsync;              /* sync every commit (default true) */
+  /* loadbalancing (with the otlp keys above except endpoint): one resolver */
+  char *lb_hostname;       /* resolver.hostname: A/AAAA records are the backends */
+  uint32_t lb_port;        /* resolver.port (4317) */
+  uint32_t lb_interval_ms; /* resolver.interval (5s) */
+  char **lb_static;        /* resolver.static: backends as written */
+  size_t n_lb_static;
   /* derived: path, endpoint or a header value contains ${tenant}, so the exporter runs once
    * per tenant on whose route it is, with ${tenant} replaced by the tenant id */
   bool templated;

@@ -40,5 +40,7 @@ typedef struct pc_export_counters {
  * directory cannot be created, a TLS file cannot be read). */
 int pc_jsonl_exporter_new(pc_exporter **out, const pc_exporter_cfg *cfg);
 int pc_otlp_exporter_new(pc_exporter **out, const pc_exporter_cfg *cfg);
+/* loadbalancing: see collector/pc_loadbalance.h */
+int pc_lb_exporter_new(pc_exporter **out, const pc_exporter_cfg *cfg);
 
 #endif

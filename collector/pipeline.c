@@ -182,7 +182,11 @@ static bool same_tls(const pc_tls_cfg *a, const pc_tls_cfg *b) {
 }
 
 static bool same_lists(const pc_exporter_cfg *a, const pc_exporter_cfg *b) {
-  if (a->n_headers != b->n_headers || a->n_buckets != b->n_buckets) return false;
+  if (a->n_headers != b->n_headers || a->n_buckets != b->n_buckets ||
+      a->n_lb_static != b->n_lb_static)
+    return false;
+  for (size_t i = 0; i < a->n_lb_static; i++)
+    if (!same_str(a->lb_static[i], b->lb_static[i])) return false;
   for (size_t i = 0; i < a->n_headers; i++)
     if (!same_str(a->headers[i].key, b->headers[i].key) ||
         !same_str(a->headers[i].value, b->headers[i].value))
@@ -212,6 +216,8 @@ static bool cfg_same(const pc_exporter_cfg *a, const pc_exporter_cfg *b) {
          a->queue_enabled == b->queue_enabled && a->queue_max_bytes == b->queue_max_bytes &&
          a->queue_full == b->queue_full && a->queue_fsync == b->queue_fsync &&
          same_str(a->queue_directory, b->queue_directory) &&
+         same_str(a->lb_hostname, b->lb_hostname) && a->lb_port == b->lb_port &&
+         a->lb_interval_ms == b->lb_interval_ms &&
          same_str(a->path, b->path) && same_str(a->endpoint, b->endpoint) &&
          same_tls(&a->tls, &b->tls) && same_lists(a, b);
 }
@@ -360,7 +366,9 @@ static size_t take_batch(pc_slot *s, uint64_t *spans) {
 static uint64_t export_budget_ms(const pc_exporter_cfg *c) {
   uint64_t ms = c->timeout_ms ? c->timeout_ms : DEFAULT_EXPORT_TIMEOUT_MS;
   /* An otlp exporter retries inside one call until the deadline: give it the retry budget. */
-  if (c->type == PC_EXPORTER_OTLP && c->retry_max_elapsed_ms > ms) ms = c->retry_max_elapsed_ms;
+  if ((c->type == PC_EXPORTER_OTLP || c->type == PC_EXPORTER_LOADBALANCING) &&
+      c->retry_max_elapsed_ms > ms)
+    ms = c->retry_max_elapsed_ms;
   return ms;
 }
 
@@ -486,6 +494,8 @@ static int default_factory(pc_exporter **out, const pc_exporter_cfg *cfg, void *
     return pc_jsonl_exporter_new(out, cfg);
   case PC_EXPORTER_OTLP:
     return pc_otlp_exporter_new(out, cfg);
+  case PC_EXPORTER_LOADBALANCING:
+    return pc_lb_exporter_new(out, cfg);
   default:
     return PROFILIS_EINVAL;
   }
@@ -687,7 +697,8 @@ static int route_slot_for(pc_pipeline *p, pc_route *r, const pc_route *old,
     if (rc) return rc;
   }
   r->all[r->n_all++] = s;
-  if (s->cfg.type == PC_EXPORTER_OTLP) r->keep_raw = true;
+  if (s->cfg.type == PC_EXPORTER_OTLP || s->cfg.type == PC_EXPORTER_LOADBALANCING)
+    r->keep_raw = true; /* unchanged chunks are forwarded as they arrived */
   *out = s;
   return 0;
 }

@@ -397,7 +397,8 @@ static int queue_batch(rs_exporter *x, pc_chunk *const *chunks, size_t n, uint64
  * (retry.max_elapsed_time for otlp). Never past the caller's. */
 static pf_deadline inner_deadline(const rs_exporter *x, const pf_deadline *dl) {
   uint64_t ms = x->cfg->timeout_ms ? x->cfg->timeout_ms : RS_DEFAULT_TIMEOUT_MS;
-  if (!x->cfg->queue_enabled && x->cfg->type == PC_EXPORTER_OTLP &&
+  if (!x->cfg->queue_enabled &&
+      (x->cfg->type == PC_EXPORTER_OTLP || x->cfg->type == PC_EXPORTER_LOADBALANCING) &&
       x->cfg->retry_max_elapsed_ms > ms)
     ms = x->cfg->retry_max_elapsed_ms;
   pf_deadline d = {.at_mono_ns = pf_mono_ns() + ms * 1000000ull, .cancel = NULL};

@@ -346,8 +346,8 @@ static void test_out_of_range(void **state) {
 static void test_exporter_names(void **state) {
   (void)state;
   expect_error("exporters:\n  jsonl: {}\n  kafka: {}\nservice: {exporters: [jsonl]}\n",
-               "t.yaml:3:3: exporters.kafka: unknown exporter type (expected jsonl, otlp or "
-               "prometheus)");
+               "t.yaml:3:3: exporters.kafka: unknown exporter type (expected jsonl, otlp, "
+               "prometheus or loadbalancing)");
   expect_error("exporters:\n  jsonl: {}\n  jsonl/: {}\nservice: {exporters: [jsonl]}\n",
                "t.yaml:3:3: exporters.jsonl/: the label after '/' must be 1 to 64 letters, "
                "digits, '-' or '_'");
@@ -450,7 +450,8 @@ static void test_many_errors_at_once(void **state) {
       "as 512KiB, 16MiB or 1GB",
       "t.yaml:5:5: receivers.otlp.htp: unknown key",
       "t.yaml:7:10: log.level: expected one of error, warn, info, debug, not \"loud\"",
-      "t.yaml:9:3: exporters.kafka: unknown exporter type (expected jsonl, otlp or prometheus)",
+      "t.yaml:9:3: exporters.kafka: unknown exporter type (expected jsonl, otlp, prometheus or "
+      "loadbalancing)",
       "t.yaml:10:28: exporters.jsonl.batch.timeout: missing unit: expected a duration such as "
       "200ms, 5s or 1.5h",
       "t.yaml:12:22: service.exporters: no exporter named \"kafka\" in exporters",
@@ -893,57 +894,13 @@ static void test_doc(void **state) {
   /* Every row of every table is a documented key; count them against the tables' size. */
   size_t rows = 0;
   for (const char *p = buf; (p = strstr(p, "\n| `")); p++) rows++;
-  /* config + jsonl + otlp + prometheus + tenant + rule rows */
-  assert_int_equal(rows, 34 + 24 + 28 + 2 + 14 + 7);
+  /* config + jsonl + otlp + prometheus + loadbalancing + tenant + rule rows */
+  assert_int_equal(rows, 34 + 24 + 28 + 2 + 31 + 14 + 7);
   assert_null(strchr(buf, '\t'));
   free(buf);
 }
 
 /* ---- allocation failures ---- */
-
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PCT_NO_FAILMALLOC 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || !defined(__GLIBC__)
-#define PCT_NO_FAILMALLOC 1
-#endif
-
-#ifndef PCT_NO_FAILMALLOC
-/* glibc lets a program replace malloc; these count and fail allocations while armed. */
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void __libc_free(void *);
-static int fail_countdown;    /* 0 = never fail */
-static long live_allocations; /* allocations minus frees while armed */
-static int armed;
-
-static int should_fail(void) { return armed && fail_countdown && --fail_countdown == 0; }
-void *malloc(size_t n) {
-  if (should_fail()) return NULL;
-  void *p = __libc_malloc(n);
-  live_allocations += armed && p;
-  return p;
-}
-void *calloc(size_t a, size_t b) {
-  if (should_fail()) return NULL;
-  void *p = __libc_calloc(a, b);
-  live_allocations += armed && p;
-  return p;
-}
-void *realloc(void *old, size_t n) {
-  if (should_fail()) return NULL;
-  void *p = __libc_realloc(old, n);
-  live_allocations += armed && p && !old;
-  return p;
-}
-void free(void *p) {
-  live_allocations -= armed && p;
-  __libc_free(p);
-}
-
 
 /* ---- tenants ---- */
 
@@ -1106,6 +1063,50 @@ static void test_tenant_errors(void **state) {
   assert_int_equal(parse(secret), PROFILIS_EINVAL);
   for (size_t i = 0; i < errs.n; i++) assert_null(strstr(errs.msgs[i], "s3cr3t"));
 }
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PCT_NO_FAILMALLOC 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || !defined(__GLIBC__)
+#define PCT_NO_FAILMALLOC 1
+#endif
+
+#ifndef PCT_NO_FAILMALLOC
+/* glibc lets a program replace malloc; these count and fail allocations while armed. */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+static int fail_countdown;    /* 0 = never fail */
+static long live_allocations; /* allocations minus frees while armed */
+static int armed;
+
+static int should_fail(void) { return armed && fail_countdown && --fail_countdown == 0; }
+void *malloc(size_t n) {
+  if (should_fail()) return NULL;
+  void *p = __libc_malloc(n);
+  live_allocations += armed && p;
+  return p;
+}
+void *calloc(size_t a, size_t b) {
+  if (should_fail()) return NULL;
+  void *p = __libc_calloc(a, b);
+  live_allocations += armed && p;
+  return p;
+}
+void *realloc(void *old, size_t n) {
+  if (should_fail()) return NULL;
+  void *p = __libc_realloc(old, n);
+  live_allocations += armed && p && !old;
+  return p;
+}
+void free(void *p) {
+  live_allocations -= armed && p;
+  __libc_free(p);
+}
+
 
 static void test_allocation_failures(void **state) {
   (void)state;
