@@ -69,6 +69,7 @@ struct pf_grpc_client {
   BIO *net_bio; /* our side of the BIO pair; the SSL owns the other */
   nghttp2_session *h2;
   bool goaway, eof;
+  bool cert_asked; /* the server asked for a client certificate and we have none */
 
   /* outgoing queue */
   pf_buf wbuf;
@@ -464,6 +465,7 @@ static int cb_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
 
 static int cb_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud) {
   pf_grpc_client *c = ud;
+  c->cert_asked = false; /* the server talks HTTP/2 with us: it accepted the connection */
   if (frame->hd.type == NGHTTP2_GOAWAY) c->goaway = true;
   return 0;
 }
@@ -553,11 +555,31 @@ static int tcp_connect(pf_grpc_client *c, const pf_deadline *dl) {
   return rc;
 }
 
+/* A server that requires a client certificate may just close the connection when it gets none
+ * (gRPC servers do, without an alert): remember that it asked, so the error can say so. */
+static int no_client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey) {
+  pf_grpc_client *c = SSL_get_app_data(ssl);
+  if (c) c->cert_asked = true;
+  return 0;
+}
+
+/* The peer closed the connection (during the handshake or a call). */
+static int peer_closed(pf_grpc_client *c, int rc, const char *what) {
+  if (c->cert_asked)
+    return fail(c, PROFILIS_ETLS,
+                "tls with %s:%u: the server requires a client certificate (mutual TLS) and none "
+                "is configured; it closed the connection",
+                c->ep.host, c->ep.port);
+  return fail(c, rc, "%s %s:%u closed by peer", what, c->ep.host, c->ep.port);
+}
+
 static int tls_setup(pf_grpc_client *c) {
   BIO *inner = NULL;
+  c->cert_asked = false;
   c->ssl = SSL_new(c->ssl_ctx);
   if (!c->ssl || !BIO_new_bio_pair(&inner, BIO_PAIR_BYTES, &c->net_bio, BIO_PAIR_BYTES))
     return tls_fail(c, "setup");
+  SSL_set_app_data(c->ssl, c);
   SSL_set_bio(c->ssl, inner, inner);
   SSL_set_connect_state(c->ssl);
   unsigned char ipbuf[16];
@@ -598,8 +620,7 @@ static int tls_handshake(pf_grpc_client *c, const pf_deadline *dl) {
     rc = wait_fd(c->fd, ev ? ev : POLLIN, dl, &rev);
     if (rc == 0 && (rev & (POLLIN | POLLHUP | POLLERR))) net_recv(c);
     if (rc == 0 && c->eof)
-      rc = fail(c, PROFILIS_ETLS, "tls handshake with %s:%u: connection closed by peer", c->ep.host,
-                c->ep.port);
+      rc = peer_closed(c, PROFILIS_ETLS, "tls handshake with");
   }
 }
 
@@ -691,8 +712,7 @@ static int call_run(pf_grpc_client *c, const pf_deadline *dl) {
      * connection is still a complete response. */
     if (c->stream_closed) return 0;
     if (c->eof)
-      return fail(c, PROFILIS_ECONNECT, "connection to %s:%u closed by peer", c->ep.host,
-                  c->ep.port);
+      return peer_closed(c, PROFILIS_ECONNECT, "connection to");
     int rc = pump_out(c);
     if (rc) return rc;
     if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
@@ -897,6 +917,7 @@ static int load_tls(pf_grpc_client *c, const pf_grpc_client_opts *o) {
     return PROFILIS_EIO;
   }
   SSL_CTX_set_verify(c->ssl_ctx, o->tls_no_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+  if (!o->cert_file) SSL_CTX_set_client_cert_cb(c->ssl_ctx, no_client_cert_cb);
   return 0;
 }
 

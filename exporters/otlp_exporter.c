@@ -160,6 +160,9 @@ static int otlp_export(pf_exporter *base, const pf_batch *b, const pf_deadline *
       log_failure(e, rc, &res, "failed permanently");
       return rc == PROFILIS_ECANCELED ? rc : PROFILIS_EPERMANENT;
     }
+    /* Say why now (rate-limited): a batch that is retried until shutdown would otherwise end
+     * with only "canceled", hiding e.g. a TLS verification failure. */
+    log_failure(e, rc, &res, "failed, will retry");
     uint64_t delay = server_ms >= 0 ? (uint64_t)server_ms : jitter_ms(e, backoff);
     backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     if (pf_mono_ns() + delay * 1000000u >= dl->at_mono_ns) {

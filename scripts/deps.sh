@@ -14,6 +14,7 @@ PKGS=(
   valgrind
   python3 python3-grpcio python3-protobuf protobuf-compiler
   openssl
+  cppcheck clang-tidy
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
   python3-yaml python3-jsonschema
 )

@@ -19,10 +19,15 @@ typedef struct anchor {
   uint64_t mult; /* ns per cycle, 32.32 fixed point */
 } anchor;
 
+/* The published anchor. Its words are atomics accessed relaxed (plain moves on x86-64): a
+ * reader may overlap a writer, and with plain fields that overlap is a data race in C11 even
+ * though the sequence check throws the torn copy away. */
+static struct {
+  _Atomic uint64_t tsc, ns, mult;
+} cur;
 static _Atomic uint32_t seq;
-static anchor cur;
-static uint64_t first_tsc, first_ns;
-static int mode = -1; /* -1 unknown, 0 system clock, 1 tsc */
+static uint64_t first_tsc, first_ns; /* written before mode is published as 1 */
+static _Atomic int mode = -1;        /* -1 unknown, 0 system clock, 1 tsc */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 #ifdef PF_HAVE_TSC
@@ -46,7 +51,9 @@ static bool file_has(const char *path, const char *word) {
 static void store_anchor(const anchor *a) {
   atomic_fetch_add_explicit(&seq, 1, memory_order_acq_rel);
   atomic_thread_fence(memory_order_release);
-  cur = *a;
+  atomic_store_explicit(&cur.tsc, a->tsc, memory_order_relaxed);
+  atomic_store_explicit(&cur.ns, a->ns, memory_order_relaxed);
+  atomic_store_explicit(&cur.mult, a->mult, memory_order_relaxed);
   atomic_fetch_add_explicit(&seq, 1, memory_order_release);
 }
 
@@ -56,19 +63,16 @@ static void calibrate_initial(void) {
   struct timespec ts = {0, 2000000}; /* 2 ms gives a first scale within ~0.1% */
   nanosleep(&ts, NULL);
   uint64_t t = __rdtsc(), n = pf_real_ns();
-  if (t <= first_tsc || n <= first_ns) {
-    mode = 0;
-    return;
-  }
+  if (t <= first_tsc || n <= first_ns) return;
   anchor a = {.tsc = t, .ns = n,
               .mult = (uint64_t)(((unsigned __int128)(n - first_ns) << 32) / (t - first_tsc))};
   store_anchor(&a);
-  mode = 1;
+  atomic_store_explicit(&mode, 1, memory_order_release);
 }
 #endif
 
 static void clock_init(void) {
-  mode = 0;
+  atomic_store_explicit(&mode, 0, memory_order_release);
   const char *env = getenv("PROFILIS_CLOCK");
   if (env && strcmp(env, "system") == 0) return;
 #ifdef PF_HAVE_TSC
@@ -79,14 +83,20 @@ static void clock_init(void) {
 }
 
 uint64_t pf_clock_now_ns(void) {
-  if (__builtin_expect(mode < 0, 0)) pthread_once(&init_once, clock_init);
+  int m = atomic_load_explicit(&mode, memory_order_acquire);
+  if (__builtin_expect(m < 0, 0)) {
+    pthread_once(&init_once, clock_init);
+    m = atomic_load_explicit(&mode, memory_order_acquire);
+  }
 #ifdef PF_HAVE_TSC
-  if (mode == 1) {
+  if (m == 1) {
     anchor a;
     uint32_t s;
     do {
       s = atomic_load_explicit(&seq, memory_order_acquire);
-      a = cur;
+      a.tsc = atomic_load_explicit(&cur.tsc, memory_order_relaxed);
+      a.ns = atomic_load_explicit(&cur.ns, memory_order_relaxed);
+      a.mult = atomic_load_explicit(&cur.mult, memory_order_relaxed);
       atomic_thread_fence(memory_order_acquire);
     } while ((s & 1) || s != atomic_load_explicit(&seq, memory_order_relaxed));
     uint64_t t = __rdtsc();
@@ -95,13 +105,14 @@ uint64_t pf_clock_now_ns(void) {
     return a.ns + (uint64_t)(((unsigned __int128)(uint64_t)d * a.mult) >> 32);
   }
 #endif
+  (void)m;
   return pf_real_ns();
 }
 
 void pf_clock_recalibrate(void) {
 #ifdef PF_HAVE_TSC
   static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
-  if (mode != 1) return;
+  if (atomic_load_explicit(&mode, memory_order_acquire) != 1) return;
   pthread_mutex_lock(&writer);
   uint64_t t = __rdtsc(), n = pf_real_ns();
   if (t > first_tsc && n > first_ns) {

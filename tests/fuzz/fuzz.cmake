@@ -9,7 +9,7 @@
 # ASan+UBSan, and registers the ctest entry fuzz.<name> (label "fuzz") that fuzzes for 20 s
 # starting from the committed seeds in tests/fuzz/corpus/<name>/ (with tests/fuzz/<name>.dict
 # as dictionary when present). New inputs go to the build tree, never to the seed folder.
-if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang" OR PROFILIS_TSAN)
   return()
 endif()
 
@@ -85,3 +85,10 @@ set(PF_DECODE_SRCS ${CMAKE_SOURCE_DIR}/collector/chunk.c ${CMAKE_SOURCE_DIR}/col
 pf_add_fuzz(decode_proto fuzz_decode_proto.c ${PF_DECODE_SRCS})
 pf_add_fuzz(decode_json fuzz_decode_json.c ${PF_DECODE_SRCS})
 pf_add_fuzz(dqueue fuzz_dqueue.c ${CMAKE_SOURCE_DIR}/collector/dqueue.c LIBS PkgConfig::LMDB)
+pf_add_fuzz(grpc_frame fuzz_grpc_frame.c)
+pf_add_fuzz(grpc_response fuzz_grpc_response.c)
+# The OTLP/HTTP path end to end: the whole collector core (receiver, decoders, pipeline), instrumented.
+set(PF_COLLECTOR_SRCS ${PC_SRCS})
+list(FILTER PF_COLLECTOR_SRCS EXCLUDE REGEX "/main\\.c$")
+pf_add_fuzz(http_request fuzz_http_request.c ${PF_COLLECTOR_SRCS} LIBS PkgConfig::GRPC PkgConfig::MHD
+  PkgConfig::YAML PkgConfig::GNUTLS PkgConfig::LMDB m)

@@ -1,0 +1,317 @@
+/* libFuzzer target for the whole OTLP/HTTP request path: the real receiver (collector/
+ * recv_http.c on libmicrohttpd) with the real decoders and pipeline, exporting into a discarding
+ * exporter that checks every span record it is handed. Input: byte 0 picks method/path, content
+ * type and framing from small tables, byte 1 the content encoding (gzip done here when asked),
+ * the rest is the body; in "raw" framing the rest is sent verbatim as header lines and body after
+ * a fixed request line. Each input is one loopback connection (Connection: close); the reply is
+ * read to EOF and must be one well-formed HTTP/1.1 response whose status fits the request. */
+#define _GNU_SOURCE /* strcasestr */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "pc_config.h"
+#include "pc_exporter.h"
+#include "pc_metrics.h"
+#include "pc_pipeline.h"
+#include "pc_receivers.h"
+#include "pf_log.h"
+#include "pf_record.h"
+#include "profilis/common.h"
+
+#define CHECK(c)                                                                                   \
+  do {                                                                                             \
+    if (!(c)) {                                                                                    \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                        \
+      abort();                                                                                     \
+    }                                                                                              \
+  } while (0)
+
+#define MAX_BODY 65536 /* receiver limit: small, so the 413 paths are reachable */
+
+static uint16_t g_port;
+
+/* ---- a discarding exporter that checks what reaches it ---- */
+
+static int discard_export(pc_exporter *e, pc_chunk *const *chunks, size_t n,
+                          const pf_deadline *dl, uint64_t *rejected) {
+  for (size_t i = 0; i < n; i++)
+    for (uint32_t j = 0; j < chunks[i]->n_spans; j++) CHECK(pf_rec_sections_fit(chunks[i]->spans[j]));
+  *rejected = 0;
+  return 0;
+}
+
+static void discard_destroy(pc_exporter *e) { free(e); }
+
+static int discard_factory(pc_exporter **out, const pc_exporter_cfg *cfg, void *arg) {
+  pc_exporter *e = calloc(1, sizeof *e);
+  if (!e) return PROFILIS_ENOMEM;
+  e->cfg = cfg;
+  e->export_chunks = discard_export;
+  e->destroy = discard_destroy;
+  *out = e;
+  return 0;
+}
+
+/* ---- start-up: config, pipeline and receiver live for the whole process ---- */
+
+/* A port nobody listens on now: bind port 0, read what the kernel chose, close. */
+static uint16_t free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t l = sizeof a;
+  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+  CHECK(getsockname(fd, (struct sockaddr *)&a, &l) == 0);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  char yaml[512];
+  g_port = free_port();
+  snprintf(yaml, sizeof yaml,
+           "receivers:\n"
+           "  otlp:\n"
+           "    grpc: {enabled: false}\n"
+           "    http: {endpoint: \"127.0.0.1:%u\", max_body_size: %u, read_timeout: 1s}\n"
+           "log: {level: error}\n"
+           "exporters:\n"
+           "  jsonl: {path: /dev/null, batch: {size: 64, timeout: 1ms}}\n"
+           "service:\n"
+           "  exporters: [jsonl]\n",
+           g_port, MAX_BODY);
+  pc_config *cfg = NULL;
+  pc_errors errs = {0};
+  int rc = pc_config_parse(yaml, strlen(yaml), "<fuzz>", &cfg, &errs);
+  for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "config: %s\n", errs.msgs[i]);
+  CHECK(rc == 0);
+  pc_errors_free(&errs);
+  pf_log_configure(PF_LOG_ERROR, false);
+  pc_metrics *m = NULL;
+  pc_pipeline *p = NULL;
+  pc_http_receiver *r = NULL;
+  CHECK(pc_metrics_new(&m) == 0);
+  CHECK(pc_pipeline_new_with(&p, cfg, m, discard_factory, NULL) == 0);
+  CHECK(pc_http_receiver_start(&r, cfg, p, m) == 0);
+  /* Never stopped: libFuzzer exits the process; the objects stay reachable through these. */
+  static void *keep[4];
+  keep[0] = cfg, keep[1] = m, keep[2] = p, keep[3] = r;
+  return 0;
+}
+
+/* ---- one request ---- */
+
+enum { FRAME_LENGTH = 0, FRAME_CHUNKED, FRAME_SHORT_LENGTH, FRAME_RAW };
+enum { ENC_NONE = 0, ENC_GZIP, ENC_GZIP_RAW, ENC_IDENTITY, ENC_XGZIP, ENC_BR, ENC_SPACED, ENC_EMPTY };
+
+static const struct {
+  const char *method, *path;
+  int status; /* forced by the request line alone, 0 when the rest decides */
+} lines[] = {{"POST", "/v1/traces", 0},
+             {"GET", "/v1/traces", 405},
+             {"POST", "/v1/metrics", 404},
+             {"PUT", "/v1/traces", 405}};
+
+static const struct {
+  const char *value; /* NULL: no Content-Type header */
+  bool supported;
+} types[] = {{"application/x-protobuf", true}, {"application/json", true},
+             {"Application/JSON; charset=utf-8", true}, {"application/protobuf", false},
+             {"text/plain", false}, {NULL, false}, {"application/x-protobuf ; x=y", true},
+             {"application/jsonl", false}};
+
+static const struct {
+  const char *value; /* NULL: no Content-Encoding header */
+  bool supported, compress;
+} encodings[] = {{NULL, true, false},      {"gzip", true, true},   {"gzip", true, false},
+                 {"identity", true, false}, {"x-gzip", true, true}, {"br", false, false},
+                 {" gzip\t", true, true},  {"", true, false}};
+
+static int gzip_body(const uint8_t *in, size_t n, uint8_t **out, size_t *out_n) {
+  z_stream zs = {0};
+  if (deflateInit2(&zs, 1, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
+  size_t cap = deflateBound(&zs, (uLong)n);
+  *out = malloc(cap);
+  zs.next_in = (Bytef *)(uintptr_t)in;
+  zs.avail_in = (uInt)n;
+  zs.next_out = *out;
+  zs.avail_out = (uInt)cap;
+  int zr = *out ? deflate(&zs, Z_FINISH) : Z_MEM_ERROR;
+  *out_n = zs.total_out;
+  deflateEnd(&zs);
+  return zr == Z_STREAM_END ? 0 : -1;
+}
+
+static int dial(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(fd >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(g_port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  /* A hung server is a finding: 5 s without a byte fails the run. */
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  /* The server closes first, so its TIME_WAIT entries pin (source, port) pairs for a minute:
+   * at thousands of runs a second one source address runs out of ports. 127/8 is all loopback,
+   * so each connection comes from the next of 65536 source addresses. */
+  static uint32_t next_src;
+  struct sockaddr_in src = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(0x7f400000u | (next_src++ & 0xffffu))};
+  CHECK(bind(fd, (struct sockaddr *)&src, sizeof src) == 0);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    fprintf(stderr, "connect to 127.0.0.1:%u: %s\n", g_port, strerror(errno));
+    abort();
+  }
+  return fd;
+}
+
+/* The server may answer and close before reading everything (a refusal judged on headers):
+ * a failed send is not a finding, a missing reply is. */
+static void send_all(int fd, const void *p, size_t n) {
+  const uint8_t *b = p;
+  while (n > 0) {
+    ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+    if (w <= 0) return;
+    b += w, n -= (size_t)w;
+  }
+}
+
+static size_t read_reply(int fd, char *buf, size_t cap) {
+  size_t len = 0;
+  for (;;) {
+    char sink[4096];
+    char *dst = len + 1 < cap ? buf + len : sink;
+    size_t room = len + 1 < cap ? cap - 1 - len : sizeof sink;
+    ssize_t r = recv(fd, dst, room, 0);
+    if (r == 0) break;
+    if (r < 0) {
+      /* ECONNRESET: the server closed with our unread bytes pending; what came is the reply. */
+      CHECK(errno == ECONNRESET);
+      break;
+    }
+    if (dst == buf + len) len += (size_t)r;
+  }
+  buf[len] = '\0';
+  return len;
+}
+
+/* "HTTP/1.1 NNN reason\r\n" ... "\r\n\r\n" with a Content-Length that matches the body.
+ * Returns the status, or 0 when nothing at all came back. */
+static int parse_reply(const char *buf, size_t len, bool one_reply) {
+  if (len == 0) return 0;
+  CHECK(len >= 12 && !memcmp(buf, "HTTP/1.", 7) && buf[8] == ' ');
+  CHECK(buf[9] >= '1' && buf[9] <= '5' && buf[10] >= '0' && buf[10] <= '9');
+  CHECK(buf[11] >= '0' && buf[11] <= '9' && (len == 12 || buf[12] == ' ' || buf[12] == '\r'));
+  int status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+  const char *end = strstr(buf, "\r\n\r\n");
+  CHECK(end != NULL);
+  const char *cl = strcasestr(buf, "\r\nContent-Length:");
+  if (one_reply && cl && cl < end) {
+    size_t body = len - (size_t)(end + 4 - buf);
+    CHECK(strtoull(cl + 17, NULL, 10) == body);
+  }
+  return status;
+}
+
+static void check_status(int status, uint8_t sel, uint8_t enc_sel, size_t body_len) {
+  int frame = sel >> 5 & 3;
+  if (frame == FRAME_RAW) {
+    /* Anything the fuzzer wrote may be a broken request: a clean refusal or no reply. */
+    CHECK(status == 0 || (status >= 100 && status <= 599));
+    return;
+  }
+  CHECK(status != 0);
+  int forced = lines[sel & 3].status;
+  if (forced) {
+    CHECK(status == forced);
+    return;
+  }
+  bool type_ok = types[sel >> 2 & 7].supported;
+  if (!type_ok) {
+    CHECK(status == 415);
+    return;
+  }
+  if (!encodings[enc_sel & 7].supported) {
+    CHECK(status == 415);
+    return;
+  }
+  /* Accepted, malformed, too large, or refused for memory/shutdown: nothing else. */
+  CHECK(status == 200 || status == 400 || status == 413 || status == 503);
+  if (body_len > MAX_BODY && frame == FRAME_LENGTH) CHECK(status == 413);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 2) return 0;
+  uint8_t sel = data[0], enc_sel = data[1];
+  const uint8_t *body = data + 2;
+  size_t body_len = size - 2;
+  uint8_t *gz = NULL;
+  int frame = sel >> 5 & 3;
+  if (frame != FRAME_RAW && encodings[enc_sel & 7].compress) {
+    size_t gz_len = 0;
+    if (gzip_body(body, body_len, &gz, &gz_len) != 0) goto out;
+    body = gz, body_len = gz_len;
+  }
+
+  char head[512];
+  int hl;
+  if (frame == FRAME_RAW) {
+    hl = snprintf(head, sizeof head, "POST /v1/traces HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n");
+  } else {
+    const char *ct = types[sel >> 2 & 7].value, *ce = encodings[enc_sel & 7].value;
+    char ct_line[128] = "", ce_line[64] = "", len_line[64];
+    if (ct) snprintf(ct_line, sizeof ct_line, "Content-Type: %s\r\n", ct);
+    if (ce) snprintf(ce_line, sizeof ce_line, "Content-Encoding: %s\r\n", ce);
+    if (frame == FRAME_CHUNKED)
+      snprintf(len_line, sizeof len_line, "Transfer-Encoding: chunked\r\n");
+    else
+      snprintf(len_line, sizeof len_line, "Content-Length: %zu\r\n",
+               frame == FRAME_SHORT_LENGTH ? body_len / 2 : body_len);
+    hl = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n%s%s%s\r\n",
+                  lines[sel & 3].method, lines[sel & 3].path, ct_line, ce_line, len_line);
+  }
+
+  int fd = dial();
+  send_all(fd, head, (size_t)hl);
+  if (frame == FRAME_CHUNKED) {
+    /* Two chunks, so the receiver sees the body arrive in pieces. */
+    size_t half = body_len / 2;
+    char sz[32];
+    for (int part = 0; part < 2; part++) {
+      const uint8_t *p = body + (part ? half : 0);
+      size_t n = part ? body_len - half : half;
+      if (n == 0) continue;
+      int l = snprintf(sz, sizeof sz, "%zx\r\n", n);
+      send_all(fd, sz, (size_t)l);
+      send_all(fd, p, n);
+      send_all(fd, "\r\n", 2);
+    }
+    send_all(fd, "0\r\n\r\n", 5);
+  } else {
+    /* A short Content-Length leaves bytes the server must ignore after replying. */
+    send_all(fd, body, body_len);
+  }
+  shutdown(fd, SHUT_WR);
+  static char reply[65536];
+  size_t len = read_reply(fd, reply, sizeof reply);
+  close(fd);
+  int status = parse_reply(reply, len, frame != FRAME_RAW);
+  /* FUZZ_HTTP_VERBOSE=1 shows what each seed gets back (for keeping the seeds meaningful). */
+  if (getenv("FUZZ_HTTP_VERBOSE")) fprintf(stderr, "status %d: %.200s\n", status, reply);
+  check_status(status, sel, enc_sel, body_len);
+out:
+  free(gz);
+  return 0;
+}
