@@ -9,6 +9,10 @@
 # after each phase, outside the timed part, and the file is then emptied: several GiB of dirty
 # page cache would start writeback to the disk and throttle the writer, which measures the disk
 # rather than the collector. Usage: bench/collector-bench.sh [BUILD_DIR] [SPANS] [RUNS]
+# FEATURES=none runs without breakers; FEATURES=all adds a tenant (bearer token, rate limit,
+# sampling that keeps every trace but holds it for the decision window) and breakers, so the
+# same spans reach the same file (bench/tenancy-bench.sh compares the two); SKIP_10K=1 skips
+# the 10k spans/s phase.
 set -euo pipefail
 BUILD="${1:-build}"
 SPANS="${2:-2000000}"
@@ -20,6 +24,18 @@ trap '[ -n "$COL" ] && kill $COL 2>/dev/null; wait 2>/dev/null || true; rm -rf "
 
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 G=$(port); H=$(port); A=$(port)
+FEATURES="${FEATURES:-default}"
+BREAKER="" TENANTS="" AUTH=()
+[ "$FEATURES" = none ] && BREAKER=", breaker: {enabled: false}"
+if [ "$FEATURES" = all ]; then
+  TENANTS="tenants:
+  - id: bench
+    tokens: [bench-token]
+    rate_limit: {spans_per_second: 100000000, bytes_per_second: 100GiB}
+    sampling: {target: 1000000, rules: [{service: profilis-loadgen, action: keep}]}
+sampling: {decision_wait: 1s, max_memory: 256MiB, max_traces: 2000000}"
+  AUTH=(--header "authorization=Bearer bench-token")
+fi
 cat > "$WD/c.yaml" <<YAML
 receivers:
   otlp:
@@ -28,9 +44,10 @@ receivers:
 admin: {endpoint: "127.0.0.1:$A"}
 limits: {memory_limit: 256MiB}
 exporters:
-  jsonl: {path: $WD/spans.jsonl, rotation: {max_size: 0}, batch: {size: 512, timeout: 200ms}}
+  jsonl: {path: $WD/spans.jsonl, rotation: {max_size: 0}, batch: {size: 512, timeout: 200ms}$BREAKER}
   prometheus: {}
 service: {exporters: [jsonl, prometheus]}
+$TENANTS
 YAML
 "$BIN/profilis-collector" --config "$WD/c.yaml" >"$WD/log" 2>&1 &
 COL=$!
@@ -43,7 +60,7 @@ status_kib() { awk -v k="$1:" '$1 == k {print $2}' /proc/$COL/status; }
 # Spans the JSONL exporter has taken (rendered and handed to the file).
 sent() {
   curl -s "http://127.0.0.1:$A/metrics" |
-    awk '/^profilis_exporter_sent_spans_total\{exporter="jsonl"\}/ {printf "%.0f", $2}'
+    awk '/^profilis_exporter_sent_spans_total\{exporter="jsonl"[,}]/ {printf "%.0f", $2}'
 }
 wait_sent() { for _ in $(seq 3000); do [ "$(sent)" -ge "$1" ] && return; sleep 0.02; done; }
 # After a phase: waits until the file holds every span the exporter took (it is flushed within
@@ -62,9 +79,10 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {print v
 echo "rss_idle_kib $(status_kib VmRSS) (anon $(status_kib RssAnon), file $(status_kib RssFile))"
 
 # 10k spans/s for 5 s
+if [ -z "${SKIP_10K:-}" ]; then
 base=$(sent); c0=$(col_cpu_ns)
 "$BIN/profilis-loadgen" --endpoint 127.0.0.1:$G --duration 5 --rate 10000 --workers 1 --attrs 2 \
-  >"$WD/lg.out" 2>/dev/null &
+  "${AUTH[@]}" >"$WD/lg.out" 2>/dev/null &
 LG=$!
 peak=0; while kill -0 $LG 2>/dev/null; do r=$(status_kib VmRSS); [ "$r" -gt "$peak" ] && peak=$r; sleep 0.2; done
 wait $LG
@@ -73,6 +91,7 @@ c1=$(col_cpu_ns); got=$(( $(sent) - base ))
 echo "rss_10k_spans_per_s_kib $peak"
 awk -v t=$((c1 - c0)) -v n=$got 'BEGIN {printf "cpu_us_per_span_at_10k %.3f\n", t / 1e3 / n}'
 collect_lines
+fi
 
 # full speed, RUNS times
 rates= col_us= lg_us=
@@ -80,7 +99,7 @@ TIMEFORMAT='%U %S'
 for i in $(seq "$RUNS"); do
   base=$(sent); c0=$(col_cpu_ns); t0=$(now)
   { time "$BIN/profilis-loadgen" --endpoint 127.0.0.1:$G --spans "$SPANS" --workers 1 --attrs 2 \
-      --queue-size 65536 --batch-size 512 --block >"$WD/lg.out" 2>/dev/null; } 2>"$WD/lg.time"
+      --queue-size 65536 --batch-size 512 --block "${AUTH[@]}" >"$WD/lg.out" 2>/dev/null; } 2>"$WD/lg.time"
   wait_sent $((base + SPANS))
   t1=$(now); c1=$(col_cpu_ns); got=$(( $(sent) - base ))
   r=$(awk -v n=$got -v a=$t0 -v b=$t1 'BEGIN {printf "%.0f", n / (b - a)}')

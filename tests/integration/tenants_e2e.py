@@ -77,6 +77,14 @@ class Collector:
     def __init__(self, args, wd, sinks, queue=False, rate=0):
         self.args, self.wd = args, wd
         self.grpc, self.http, self.admin = free_port(), free_port(), free_port()
+        self.cfg = os.path.join(wd, "collector.yaml")
+        self.write_config(sinks, queue, rate)
+        self.log = open(os.path.join(wd, "collector.log"), "a")
+        self.start()
+
+    def write_config(self, sinks, queue=False, rate=0, batch_timeout="50ms"):
+        """The config for these tenants (one per sink); a later call plus reload() changes it."""
+        wd = self.wd
         resilience = ""
         if queue:
             resilience = """
@@ -92,8 +100,7 @@ class Collector:
   - id: %s
     tokens: ["%s"]%s
     exporters: [jsonl/tenant, otlp/%s, prometheus]""" % (t, TOKENS[t], limit, t) for t in sinks)
-        self.cfg = os.path.join(wd, "collector.yaml")
-        with open(self.cfg, "w") as f:
+        with open(self.cfg + ".tmp", "w") as f:
             f.write("""receivers:
   otlp:
     grpc: {endpoint: "127.0.0.1:%d"}
@@ -105,13 +112,15 @@ exporters:
   jsonl/tenant:
     path: "%s/${tenant}.jsonl"
     flush_interval: 100ms
-    batch: {timeout: 50ms}%s
+    batch: {timeout: %s}%s
   prometheus: {}
 service:
   exporters: [prometheus]
-""" % (self.grpc, self.http, self.admin, tenants, wd, exporters))
-        self.log = open(os.path.join(wd, "collector.log"), "a")
-        self.start()
+""" % (self.grpc, self.http, self.admin, tenants, wd, batch_timeout, exporters))
+        os.rename(self.cfg + ".tmp", self.cfg)
+
+    def reload(self):
+        self.proc.send_signal(signal.SIGHUP)
 
     def start(self):
         self.proc = subprocess.Popen(
@@ -358,9 +367,50 @@ def case_crash(args, wd):
             s.stop()
 
 
+def case_reload(args, wd):
+    """SIGHUP adds a tenant, changes one and removes one while spans are in flight: nothing
+    that was accepted is lost."""
+    sinks = {"acme": Sink(args, wd, "acme"), "globex": Sink(args, wd, "globex")}
+    col = Collector(args, wd, {"acme": sinks["acme"]})
+    try:
+        lg = loadgen(args, col, TOKENS["acme"], "svc-acme",
+                     ["--duration", "10", "--rate", "3000", "--block", "--depth", "2"], wait=False)
+        time.sleep(2)
+        g0 = loadgen(args, col, TOKENS["globex"], "svc-globex", ["--spans", "300"])
+        check(g0["exported"] == "0", "globex is unknown before the reload")
+        col.write_config(sinks, batch_timeout="80ms")  # adds globex, changes jsonl/tenant
+        col.reload()
+        check(wait_for(lambda: loadgen(args, col, TOKENS["globex"], "svc-globex",
+                                       ["--spans", "500", "--block"])["exported"] == "500", 10),
+              "after SIGHUP globex is accepted")
+        time.sleep(2)
+        col.write_config({"acme": sinks["acme"]})  # removes globex again
+        col.reload()
+        check(wait_for(lambda: loadgen(args, col, TOKENS["globex"], "svc-globex",
+                                       ["--spans", "10"])["exported"] == "0", 10),
+              "after the second SIGHUP globex is refused")
+        out = lg.communicate(timeout=60)[0].strip().splitlines()[-1]
+        print("acme loadgen:", out, flush=True)
+        acc = col.tenant("acme")["accepted_spans"]
+        check(wait_for(lambda: len(sinks["acme"].spans()) >= acc and len(col.jsonl("acme")) >= acc, 30),
+              "acme's spans all delivered across two reloads")
+        a_sink, a_file = ids(sinks["acme"].spans()), ids(col.jsonl("acme"))
+        check(len(a_sink) == acc and len(set(a_sink)) == acc and sorted(a_file) == sorted(a_sink),
+              "acme: %d accepted = %d at its receiver = %d in its file, no duplicates" %
+              (acc, len(a_sink), len(a_file)))
+        check(len(set(ids(sinks["globex"].spans()))) == len(ids(col.jsonl("globex"))) >= 500,
+              "globex's spans accepted while it existed were delivered")
+        logs = open(os.path.join(wd, "collector.log")).read()
+        check(logs.count("configuration") >= 2 and "2 tenants" in logs, "both reloads logged")
+    finally:
+        check(col.stop() == 0, "collector exited 0 on SIGTERM")
+        for s_ in sinks.values():
+            s_.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("case", choices=["tenants", "breaker", "crash"])
+    ap.add_argument("case", choices=["tenants", "breaker", "crash", "reload"])
     ap.add_argument("--bin", required=True)
     ap.add_argument("--src", required=True)
     args = ap.parse_args()
