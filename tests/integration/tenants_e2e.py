@@ -28,6 +28,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from collector_e2e import PY, check, free_port, metric, rss_kib, wait_for, wait_port  # noqa: E402
+from collector_receivers import make_certs, openssl  # noqa: E402
 
 TOKENS = {"acme": "tok-acme-7f3a", "globex": "tok-globex-91c2"}
 
@@ -74,17 +75,20 @@ class Sink:
 class Collector:
     """The collector on a generated multi-tenant config; restartable on the same ports."""
 
-    def __init__(self, args, wd, sinks, queue=False, rate=0):
+    def __init__(self, args, wd, sinks, queue=False, rate=0, tls=None):
         self.args, self.wd = args, wd
         self.grpc, self.http, self.admin = free_port(), free_port(), free_port()
         self.cfg = os.path.join(wd, "collector.yaml")
-        self.write_config(sinks, queue, rate)
+        self.write_config(sinks, queue, rate, tls=tls)
         self.log = open(os.path.join(wd, "collector.log"), "a")
         self.start()
 
-    def write_config(self, sinks, queue=False, rate=0, batch_timeout="50ms"):
-        """The config for these tenants (one per sink); a later call plus reload() changes it."""
+    def write_config(self, sinks, queue=False, rate=0, batch_timeout="50ms", tls=None):
+        """The config for these tenants (one per sink); a later call plus reload() changes it.
+        tls: a function naming the files of collector_receivers.make_certs: then the gRPC
+        receiver requires client certificates and each tenant also accepts one subject."""
         wd = self.wd
+        self.tls = tls
         resilience = ""
         if queue:
             resilience = """
@@ -96,14 +100,21 @@ class Collector:
     endpoint: "http://127.0.0.1:%d"
     headers: {x-scope-orgid: "${tenant}"}%s""" % (t, s.port, resilience) for t, s in sinks.items())
         limit = "\n    rate_limit: {spans_per_second: %d}" % rate if rate else ""
-        tenants = "".join("""
+        if tls:
+            limit += '\n    client_subjects: ["CN=%s-agent"]'
+        tenants = "".join(("""
   - id: %s
-    tokens: ["%s"]%s
-    exporters: [jsonl/tenant, otlp/%s, prometheus]""" % (t, TOKENS[t], limit, t) for t in sinks)
+    tokens: ["%s"]""" + limit + """
+    exporters: [jsonl/tenant, otlp/%s, prometheus]""") % ((t, TOKENS[t]) + ((t,) if tls else ()) + (t,))
+                          for t in sinks)
+        grpc_tls = ""
+        if tls:
+            grpc_tls = ', tls: {cert_file: "%s", key_file: "%s", client_ca_file: "%s"}' % (
+                tls("server.pem"), tls("server.key"), tls("ca.pem"))
         with open(self.cfg + ".tmp", "w") as f:
             f.write("""receivers:
   otlp:
-    grpc: {endpoint: "127.0.0.1:%d"}
+    grpc: {endpoint: "127.0.0.1:%d"%s}
     http: {endpoint: "127.0.0.1:%d"}
 admin: {endpoint: "127.0.0.1:%d"}
 limits: {memory_limit: 64MiB, drain_timeout: 10s}
@@ -116,7 +127,7 @@ exporters:
   prometheus: {}
 service:
   exporters: [prometheus]
-""" % (self.grpc, self.http, self.admin, tenants, wd, batch_timeout, exporters))
+""" % (self.grpc, grpc_tls, self.http, self.admin, tenants, wd, batch_timeout, exporters))
         os.rename(self.cfg + ".tmp", self.cfg)
 
     def reload(self):
@@ -169,16 +180,25 @@ service:
         self.proc.wait()
 
 
-def loadgen(args, col, token, service, extra, wait=True, header=None):
-    cmd = [os.path.join(args.bin, "profilis-loadgen"), "--endpoint", "127.0.0.1:%d" % col.grpc,
+def loadgen(args, col, token, service, extra, wait=True, header=None, cert=None):
+    """Runs the SDK's loadgen; cert names a client certificate of col.tls (mTLS)."""
+    env = dict(os.environ)
+    endpoint = "127.0.0.1:%d" % col.grpc
+    if col.tls:
+        endpoint = "https://" + endpoint
+        env["OTEL_EXPORTER_OTLP_CERTIFICATE"] = col.tls("ca.pem")
+        if cert:
+            env["OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"] = col.tls(cert + ".pem")
+            env["OTEL_EXPORTER_OTLP_CLIENT_KEY"] = col.tls(cert + ".key")
+    cmd = [os.path.join(args.bin, "profilis-loadgen"), "--endpoint", endpoint,
            "--service", service, "--allow-loss"] + extra
     if token:
         cmd += ["--header", "authorization=Bearer " + token]
     if header:
         cmd += ["--header", header]
     if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     last = r.stdout.strip().splitlines()[-1]
     return dict(kv.split("=") for kv in last.split())
 
@@ -408,9 +428,60 @@ def case_reload(args, wd):
             s_.stop()
 
 
+def case_tenants_tls(args, wd):
+    """Tenant isolation over mutual TLS: each tenant is recognised by its client certificate's
+    subject alone; a certificate of one tenant can write as no other, whatever else it sends."""
+    certs = os.path.join(wd, "certs")
+    os.mkdir(certs)
+    make_certs(certs)
+
+    def tls(name):
+        return os.path.join(certs, name)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", "acme.key", "-out", "acme.csr", "-subj", "/CN=acme-agent", cwd=certs)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", "globex.key", "-out", "globex.csr", "-subj", "/CN=globex-agent", cwd=certs)
+    for n in ("acme", "globex"):
+        openssl("x509", "-req", "-in", n + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", n + ".pem", "-days", "2", "-extfile", "client.ext",
+                cwd=certs)
+    sinks = {t: Sink(args, wd, t) for t in TOKENS}
+    col = Collector(args, wd, sinks, tls=tls)
+    try:
+        a = loadgen(args, col, None, "svc-acme", ["--spans", "1500", "--block"], cert="acme")
+        g = loadgen(args, col, None, "svc-globex", ["--spans", "1000", "--block"], cert="globex")
+        check(a["exported"] == "1500" and g["exported"] == "1000",
+              "each tenant authenticated by its client certificate alone (%s / %s)" %
+              (a["exported"], g["exported"]))
+        check(wait_for(lambda: len(col.jsonl("acme")) >= 1500 and len(col.jsonl("globex")) >= 1000 and
+                       len(sinks["acme"].spans()) >= 1500 and len(sinks["globex"].spans()) >= 1000, 30),
+              "every span reached its tenant's routes")
+        for t, svc in (("acme", "svc-acme"), ("globex", "svc-globex")):
+            check({s["resource"]["service.name"] for s in col.jsonl(t)} == {svc} and
+                  {s["resource"]["service.name"] for s in sinks[t].spans()} == {svc},
+                  "%s: only its own spans, in its file and at its receiver" % t)
+        x = loadgen(args, col, None, "svc-evil", ["--spans", "100"], cert="acme",
+                    header="x-scope-orgid=globex")
+        y = loadgen(args, col, TOKENS["globex"], "svc-evil", ["--spans", "100"], cert="acme")
+        n = loadgen(args, col, None, "svc-anon", ["--spans", "100"], cert="client")
+        check(x["exported"] == y["exported"] == n["exported"] == "0",
+              "acme's certificate naming globex, or with globex's token, and an unlisted "
+              "certificate are refused")
+        m = col.metrics()
+        check(metric(m, "profilis_tenant_refused_requests_total", ['reason="cross_tenant"']) >= 2 and
+              metric(m, "profilis_tenant_refused_requests_total", ['tenant=""', 'reason="unauthenticated"']) >= 1,
+              "cross-tenant and unlisted-certificate attempts over mTLS counted")
+        check(len(col.jsonl("acme")) == 1500 and len(col.jsonl("globex")) == 1000,
+              "nothing refused was written")
+    finally:
+        check(col.stop() == 0, "collector exited 0 on SIGTERM")
+        for s_ in sinks.values():
+            s_.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("case", choices=["tenants", "breaker", "crash", "reload"])
+    ap.add_argument("case", choices=["tenants", "tenants_tls", "breaker", "crash", "reload"])
     ap.add_argument("--bin", required=True)
     ap.add_argument("--src", required=True)
     args = ap.parse_args()
