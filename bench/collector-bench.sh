@@ -12,7 +12,8 @@
 # FEATURES=none runs without breakers; FEATURES=all adds a tenant (bearer token, rate limit,
 # sampling that keeps every trace but holds it for the decision window) and breakers, so the
 # same spans reach the same file (bench/tenancy-bench.sh compares the two); SKIP_10K=1 skips
-# the 10k spans/s phase.
+# the 10k spans/s phase; DEPTH=N sends traces of N spans (default 1); TARGET=N samples to N kept
+# traces/s instead of keeping every trace.
 set -euo pipefail
 BUILD="${1:-build}"
 SPANS="${2:-2000000}"
@@ -27,12 +28,15 @@ G=$(port); H=$(port); A=$(port)
 FEATURES="${FEATURES:-default}"
 BREAKER="" TENANTS="" AUTH=()
 [ "$FEATURES" = none ] && BREAKER=", breaker: {enabled: false}"
-if [ "$FEATURES" = all ]; then
+if [ "$FEATURES" = all ] || [ "$FEATURES" = tenancy ]; then
   TENANTS="tenants:
   - id: bench
     tokens: [bench-token]
-    rate_limit: {spans_per_second: 100000000, bytes_per_second: 100GiB}
-    sampling: {target: 1000000, rules: [{service: profilis-loadgen, action: keep}]}
+    rate_limit: {spans_per_second: 100000000, bytes_per_second: 100GiB}"
+  SAMPLING="{target: 1000000, rules: [{service: profilis-loadgen, action: keep}]}"
+  [ -n "${TARGET:-}" ] && SAMPLING="{target: $TARGET}"
+  [ "$FEATURES" = all ] && TENANTS="$TENANTS
+    sampling: $SAMPLING
 sampling: {decision_wait: 1s, max_memory: 256MiB, max_traces: 2000000}"
   AUTH=(--header "authorization=Bearer bench-token")
 fi
@@ -57,10 +61,13 @@ sleep 1
 # CPU of every thread of the collector so far, in ns.
 col_cpu_ns() { cat /proc/$COL/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
 status_kib() { awk -v k="$1:" '$1 == k {print $2}' /proc/$COL/status; }
-# Spans the JSONL exporter has taken (rendered and handed to the file).
+# Spans the JSONL exporter has taken (rendered and handed to the file); when sampling drops
+# spans (TARGET), the spans the span metrics saw, i.e. every accepted one.
+EXPORTER=jsonl
+[ -n "${TARGET:-}" ] && [ "$FEATURES" = all ] && EXPORTER=prometheus
 sent() {
   curl -s "http://127.0.0.1:$A/metrics" |
-    awk '/^profilis_exporter_sent_spans_total\{exporter="jsonl"[,}]/ {printf "%.0f", $2}'
+    awk -v e="$EXPORTER" 'index($0, "profilis_exporter_sent_spans_total{exporter=\"" e "\"") == 1 {printf "%.0f", $2}'
 }
 wait_sent() { for _ in $(seq 3000); do [ "$(sent)" -ge "$1" ] && return; sleep 0.02; done; }
 # After a phase: waits until the file holds every span the exporter took (it is flushed within
@@ -99,9 +106,11 @@ TIMEFORMAT='%U %S'
 for i in $(seq "$RUNS"); do
   base=$(sent); c0=$(col_cpu_ns); t0=$(now)
   { time "$BIN/profilis-loadgen" --endpoint 127.0.0.1:$G --spans "$SPANS" --workers 1 --attrs 2 \
-      --queue-size 65536 --batch-size 512 --block "${AUTH[@]}" >"$WD/lg.out" 2>/dev/null; } 2>"$WD/lg.time"
+      --queue-size 65536 --batch-size 512 --block --depth "${DEPTH:-1}" "${AUTH[@]}" >"$WD/lg.out" 2>/dev/null; } 2>"$WD/lg.time"
   wait_sent $((base + SPANS))
-  t1=$(now); c1=$(col_cpu_ns); got=$(( $(sent) - base ))
+  t1=$(now)
+  [ "$EXPORTER" = prometheus ] && sleep 2 # the sampler's decisions, after its window, count too
+  c1=$(col_cpu_ns); got=$(( $(sent) - base ))
   r=$(awk -v n=$got -v a=$t0 -v b=$t1 'BEGIN {printf "%.0f", n / (b - a)}')
   cu=$(awk -v t=$((c1 - c0)) -v n=$got 'BEGIN {printf "%.3f", t / 1e3 / n}')
   lu=$(awk -v n=$got '{printf "%.3f", ($1 + $2) * 1e6 / n}' "$WD/lg.time")

@@ -15,7 +15,7 @@ for r in $(seq "$ROUNDS"); do
     out=$(FEATURES=$f SKIP_10K=1 "$HERE/collector-bench.sh" "$BUILD" "$SPANS" 1)
     s=$(awk '$1 == "collector_spans_per_s" {print $2}' <<<"$out")
     c=$(awk '$1 == "cpu_us_per_span_full_speed" {print $2}' <<<"$out")
-    d=$(awk '$1 == "delivered" {print $2 == $4 ? "all" : "MISSING"}' <<<"$out")
+    d=$(awk '$1 == "delivered" {print $2 "/" $4}' <<<"$out")
     echo "round $r $f: spans_per_s $s collector_cpu_us_per_span $c delivered $d"
     rate[$f]="${rate[$f]:-} $s" cpu[$f]="${cpu[$f]:-} $c"
   done

@@ -296,7 +296,8 @@ static const cfg_key exporter_keys[] = {
      .max = 100000, .def = "5", .doc = "rotated files kept; older ones are deleted"},
     {.key = "flush_interval", .type = K_DURATION, .types = T_JSONL, EXP(flush_interval_ms),
      .min = 1, .max = MS_H, .def = "1s",
-     .doc = "buffered lines reach the file at least this often"},
+     .doc = "every batch is written when it is exported; the rest of a batch the disk took "
+            "only in part is retried this often (and `fsync: interval` syncs this often)"},
     {.key = "fsync", .type = K_ENUM, .types = T_JSONL, EXP(fsync), .choices = fsync_choices,
      .def = "never",
      .doc = "`never` leaves syncing to the OS; `batch` syncs after every batch, `interval` at "

@@ -746,7 +746,8 @@ int pc_dqueue_open(pc_dqueue **out, const pc_dqueue_cfg *cfg) {
   int rc = q->path ? 0 : PROFILIS_ENOMEM;
   q->cfg.path = q->path;
   if (!rc && make_dirs(q->path)) {
-    pf_log(PF_LOG_ERROR, "durable queue %s: cannot create the directory", q->path);
+    pf_log(PF_LOG_ERROR, "durable queue %s: cannot create the directory: %s", q->path,
+           strerror(errno));
     rc = PROFILIS_EIO;
   }
   if (!rc) rc = take_lock(q);

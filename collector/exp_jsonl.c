@@ -1,8 +1,9 @@
 /* The collector's JSONL exporter (pc_jsonl_exporter_new): each span as one JSON line, or with
  * format otlp one OTLP/JSON ExportTraceServiceRequest per batch per file. The path may hold
  * ${tenant}; each distinct path is an open file (at most 256, least recently used closed) with
- * a pending buffer: a batch is rendered there and written at once when it is large, when every
- * batch must be written or synced, or when the flush interval has passed (tick checks too).
+ * a pending buffer: a batch is rendered there and written before the export returns, so what
+ * the pipeline counts as sent is in the file (the rest of a partly written batch is retried
+ * every flush interval).
  * Files rotate at line boundaries by size and age (spans.jsonl -> .1 -> .2 ..., the oldest
  * deleted). A batch none of whose bytes reached the file is taken back and its error returned;
  * one partly written stays pending and is finished later, so lines are never cut or repeated. */
@@ -23,7 +24,6 @@
 
 #define JX_DEFAULT_PATH "./profilis-data/spans.jsonl"
 #define JX_MAX_OPEN 256
-#define JX_WRITE_NOW (256u << 10)  /* pending bytes that are written without waiting */
 #define JX_PENDING_MAX (16u << 20) /* unwritten bytes per file before batches are refused */
 #define JX_KEEP_BUF (4u << 20)     /* a larger pending buffer is released once written */
 
@@ -352,12 +352,6 @@ static int add_chunk(jx_exporter *x, const pc_chunk *c) {
   return rc ? PROFILIS_ERETRYABLE : 0;
 }
 
-static bool write_now(const jx_exporter *x, const jfile *f, uint64_t now) {
-  const pc_exporter_cfg *cfg = x->base.cfg;
-  return cfg->flush_interval_ms == 0 || cfg->fsync == PC_FSYNC_BATCH ||
-         f->pend.len - f->head >= JX_WRITE_NOW ||
-         now - f->last_flush_ns >= ms_ns(cfg->flush_interval_ms);
-}
 
 static bool sync_due(const jx_exporter *x, const jfile *f, uint64_t now) {
   const pc_exporter_cfg *cfg = x->base.cfg;
@@ -374,7 +368,10 @@ static int finish_file(jx_exporter *x, jfile *f, uint64_t now) {
     return PROFILIS_ERETRYABLE;
   }
   f->n_rs = 0;
-  int rc = write_now(x, f, now) ? file_flush(x, f) : 0;
+  /* Every batch is written before the export returns (one write of up to batch.size lines):
+   * only then may the pipeline count its spans as sent, and a full disk is a failed export,
+   * counted, not bytes lost later in a buffer. */
+  int rc = file_flush(x, f);
   if (rc && f->head <= f->mark) {
     f->pend.len = f->mark;
     return rc;

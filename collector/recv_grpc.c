@@ -484,7 +484,11 @@ int pc_grpc_receiver_start(pc_grpc_receiver **out, const pc_config *cfg, pc_pipe
   pc_grpc_receiver *r = calloc(1, sizeof *r);
   if (!r) return PROFILIS_ENOMEM;
   pthread_mutex_init(&r->mu, NULL);
-  pthread_cond_init(&r->cv, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* a wall clock step cannot stretch waits */
+  pthread_cond_init(&r->cv, &ca);
+  pthread_condattr_destroy(&ca);
   r->pipeline = p;
   pc_recv_stats_init(&r->stats, m, "grpc");
   for (int i = 0; i < N_SLOTS; i++) r->slots[i].r = r;
@@ -519,7 +523,7 @@ int pc_grpc_receiver_start(pc_grpc_receiver **out, const pc_config *cfg, pc_pipe
 
 static bool wait_server_down(pc_grpc_receiver *r, uint32_t ms) {
   struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
+  clock_gettime(CLOCK_MONOTONIC, &dl);
   dl.tv_sec += ms / 1000;
   dl.tv_nsec += (long)(ms % 1000) * 1000000L;
   if (dl.tv_nsec >= 1000000000L) {

@@ -6,8 +6,10 @@ JSON object per received span to --out (ids as lowercase hex, attributes as {key
 resource attributes, scope, and the request metadata). The protobuf classes are generated at
 start-up with protoc from --proto-dir into a temporary directory, so the sink decodes exactly
 the .proto files the project ships. Failure modes (--fail-first, --status, --partial-reject,
---delay-ms, --require-header) let tests drive retries and errors. Stops cleanly on SIGTERM,
-and on its own when the process that started it goes away.
+--delay-ms, --require-header, --garbage) let tests drive retries and errors. Transport faults
+(--reset-after-bytes, --garbage-connections) put a TCP relay in front of the gRPC server that
+resets connections mid-request or answers with bytes that are not HTTP/2. Stops cleanly on
+SIGTERM, and on its own when the process that started it goes away.
 
 Run it with /usr/bin/python3: Debian's grpcio is installed for that interpreter only.
 """
@@ -19,6 +21,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -139,7 +143,8 @@ class Sink:
         if self.calls_log:
             with self.lock:
                 self.calls_log.write(json.dumps({"call": call, "status": code, "spans": nspans,
-                                                 "bytes": nbytes, "metadata": metadata}) + "\n")
+                                                 "bytes": nbytes, "metadata": metadata,
+                                                 "time": time.time()}) + "\n")
                 self.calls_log.flush()
 
     def refuse(self, context, call, code, message, nbytes, metadata):
@@ -165,13 +170,14 @@ class Sink:
         metadata = {}
         for k, v in context.invocation_metadata():
             metadata[k] = v if isinstance(v, str) else base64.b64encode(v).decode()
-        if self.args.delay_ms:
+        if self.args.delay_ms and (not self.args.delay_first or call <= self.args.delay_first):
             time.sleep(self.args.delay_ms / 1000.0)
         for k, v in self.required:
             if metadata.get(k) != v:
                 self.refuse(context, call, 16, "missing header %s" % k, len(raw), metadata)
         if call <= self.args.fail_first:
-            self.refuse(context, call, 14, "fail-first %d" % call, len(raw), metadata)
+            self.refuse(context, call, self.args.fail_status, "fail-first %d" % call, len(raw),
+                        metadata)
         if self.args.status:
             self.refuse(context, call, self.args.status, "status set by test", len(raw), metadata)
         try:
@@ -182,14 +188,21 @@ class Sink:
         for rs in req.resource_spans:
             for ss in rs.scope_spans:
                 for span in ss.spans:
-                    lines.append(json.dumps(span_json(span, rs.resource, ss.scope, metadata,
-                                                      call)))
+                    if self.args.ids_only:  # long runs: a hex span id per line, cheap to write
+                        lines.append(span.span_id.hex())
+                    else:
+                        lines.append(json.dumps(span_json(span, rs.resource, ss.scope, metadata,
+                                                          call)))
         with self.lock:
             if self.out:
                 for line in lines:
                     self.out.write(line + "\n")
                 self.out.flush()
         self.log_call(call, 0, len(lines), len(raw), metadata)
+        if self.args.garbage:
+            # Status OK, but the message is no ExportTraceServiceResponse: field 1 claims more
+            # bytes than follow.
+            return b"\x0a\xff\xff\x03garbage"
         resp = self.pb.ExportTraceServiceResponse()
         if self.args.partial_reject:
             resp.partial_success.rejected_spans = self.args.partial_reject
@@ -200,6 +213,107 @@ class Sink:
         for f in (self.out, self.calls_log):
             if f:
                 f.close()
+
+
+class Relay:
+    """TCP relay from the public port to the gRPC server, for transport faults: the first
+    `resets` connections that carry `reset_after` bytes from the client are reset (RST) there,
+    and the first `garbage` connections that send anything are answered with bytes that are not
+    HTTP/2, then closed. Connections that send nothing (port probes) do not count."""
+
+    def __init__(self, port, backend_port, args):
+        self.backend = backend_port
+        self.reset_after, self.resets = args.reset_after_bytes, args.resets
+        self.garbage = args.garbage_connections
+        self.lock = threading.Lock()
+        self.n_conn = 0
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", port))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def take(self, what):
+        """Takes one of the faults left of a kind; False when none is left."""
+        with self.lock:
+            if getattr(self, what) <= 0:
+                return False
+            setattr(self, what, getattr(self, what) - 1)
+            self.n_conn += 1
+            return True
+
+    @staticmethod
+    def hard_close(s):
+        try:  # linger 0: close sends RST instead of FIN
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        s.close()
+
+    def serve(self, c):
+        try:
+            first = c.recv(65536)
+        except OSError:
+            first = b""
+        if not first:
+            c.close()
+            return
+        if self.take("garbage"):
+            try:
+                c.sendall(b"HTTP/1.1 400 garbage\r\n\r\n" + bytes(range(256)) * 4)
+                # Left open until the client gives up on it, so what it sees is the garbage,
+                # not a reset (closing with unread input would send RST).
+                c.settimeout(5)
+                while c.recv(65536):
+                    pass
+            except OSError:
+                pass
+            print("otlp_sink: a connection answered with garbage", file=sys.stderr, flush=True)
+            c.close()
+            return
+        try:
+            b = socket.create_connection(("127.0.0.1", self.backend))
+        except OSError:
+            c.close()
+            return
+        threading.Thread(target=self.pump, args=(b, c, b"", False), daemon=True).start()
+        self.pump(c, b, first, self.reset_after > 0)
+
+    def pump(self, src, dst, data, may_reset):
+        seen = 0
+        try:
+            while True:
+                if not data:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                if may_reset and seen + len(data) >= self.reset_after and self.take("resets"):
+                    dst.sendall(data[:self.reset_after - seen])
+                    print("otlp_sink: connection reset after %d bytes" % self.reset_after,
+                          file=sys.stderr, flush=True)
+                    self.hard_close(src)
+                    self.hard_close(dst)
+                    return
+                seen += len(data)
+                dst.sendall(data)
+                data = b""
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
 
 
 def read(path):
@@ -215,6 +329,8 @@ def main():
     ap.add_argument("--calls", help="append one JSON object per call here")
     ap.add_argument("--proto-dir", required=True, help="directory holding opentelemetry/proto")
     ap.add_argument("--fail-first", type=int, default=0, help="answer UNAVAILABLE to N calls")
+    ap.add_argument("--fail-status", type=int, default=14,
+                    help="status --fail-first answers with (default 14, UNAVAILABLE)")
     ap.add_argument("--status", type=int, default=0, help="always answer with this status")
     ap.add_argument("--pushback-ms", type=int, help="send grpc-retry-pushback-ms on errors")
     ap.add_argument("--retry-info-ms", type=int, help="send RetryInfo on errors")
@@ -222,9 +338,23 @@ def main():
     ap.add_argument("--reject-message", default="rejected by test sink",
                     help="error_message sent with --partial-reject")
     ap.add_argument("--delay-ms", type=int, default=0, help="sleep before answering")
+    ap.add_argument("--delay-first", type=int, default=0,
+                    help="apply --delay-ms to the first N calls only (0: to every call)")
+    ap.add_argument("--garbage", action="store_true",
+                    help="record the spans, then answer OK with bytes that are not an "
+                         "ExportTraceServiceResponse")
+    ap.add_argument("--reset-after-bytes", type=int, default=0,
+                    help="reset (RST) a connection once N bytes came from the client")
+    ap.add_argument("--resets", type=int, default=1,
+                    help="connections --reset-after-bytes applies to (the first N that get "
+                         "that far)")
+    ap.add_argument("--garbage-connections", type=int, default=0,
+                    help="answer the first N connections with bytes that are not HTTP/2")
     ap.add_argument("--gzip-responses", action="store_true", help="compress responses")
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve TLS")
     ap.add_argument("--client-ca", help="require client certificates signed by this CA")
+    ap.add_argument("--ids-only", action="store_true",
+                    help="write only each span's hex span id, one per line, to --out")
     ap.add_argument("--die-on-usr1", action="store_true",
                     help="on SIGUSR1, exit at the start of the next call (a crash that never "
                          "leaves a request half recorded)")
@@ -247,7 +377,8 @@ def main():
             compression=grpc.Compression.Gzip if args.gzip_responses else None,
             options=[("grpc.max_receive_message_length", 64 << 20),
                      ("grpc.so_reuseport", 0)])
-        addr = "127.0.0.1:%d" % args.port
+        relay = args.reset_after_bytes > 0 or args.garbage_connections > 0
+        addr = "127.0.0.1:%d" % (0 if relay else args.port)
         if args.tls:
             creds = grpc.ssl_server_credentials(
                 [(read(args.tls[1]), read(args.tls[0]))],
@@ -259,6 +390,8 @@ def main():
         if port == 0:
             raise SystemExit("otlp_sink: cannot bind %s" % addr)
         server.start()
+        if relay:  # clients talk to the relay; the gRPC server sits behind it
+            port = Relay(args.port, port, args).port
 
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
