@@ -62,13 +62,13 @@ def sdk_export(driver, port, f, host="127.0.0.1", ca="ca.pem", client=None):
             del env[k]
     env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://%s:%d" % (host, port),
                 "OTEL_EXPORTER_OTLP_CERTIFICATE": f(ca),
-                "OTEL_EXPORTER_OTLP_TIMEOUT": "2000",
+                "OTEL_EXPORTER_OTLP_TIMEOUT": "5000",
                 "OTEL_BSP_SCHEDULE_DELAY": "50",
                 "OTEL_SERVICE_NAME": "tls-refusals"})
     if client:
         env["OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"] = f(client + ".pem")
         env["OTEL_EXPORTER_OTLP_CLIENT_KEY"] = f(client + ".key")
-    p = subprocess.run([driver], input="send 1 tls\nflush 3000\nstats\nshutdown 1000\n",
+    p = subprocess.run([driver], input="send 1 tls\nflush 8000\nstats\nshutdown 1000\n",
                        env=env, capture_output=True, text=True, timeout=60)
     exported = 0
     for line in p.stdout.splitlines():
