@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build asan tsan lint test test-unit run bench fuzz install clean
+.PHONY: all deps build asan tsan lint test test-unit run bench fuzz soak install clean
 
 all: build
 
@@ -32,12 +32,13 @@ lint: deps
 	@cmake --build build-lint -j $(JOBS) --target profilis_proto >/dev/null
 	@scripts/lint.sh all build-lint
 
-# Every suite in the release build, then the unit suites again under ASan+UBSan (clang), then
-# the threaded suites under ThreadSanitizer (about 1 minute from scratch on 2 cores).
+# Every suite in the release build, then the unit and fuzz suites and the integration tests
+# labelled asan (tests/CMakeLists.txt) again under ASan+UBSan (clang), then the threaded suites
+# under ThreadSanitizer (about 1 minute from scratch on 2 cores).
 test: build asan
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j $(JOBS) -L "unit|fuzz" --timeout 600
+	  ctest --output-on-failure -j $(JOBS) -L "unit|fuzz|asan" --timeout 600
 	@$(MAKE) --no-print-directory tsan
 
 test-unit: build
@@ -51,6 +52,13 @@ bench: build
 
 fuzz: deps
 	@scripts/fuzz.sh
+
+# The collector under steady load with two tenants, sampling and a flapping backend for
+# SOAK_SECONDS (default 10 minutes), then crash / RSS / fd / exact-accounting checks
+# (tests/integration/soak.py; a 60 s run is ctest integration.soak).
+SOAK_SECONDS ?= 600
+soak: build
+	@/usr/bin/python3 tests/integration/soak.py --bin $(BUILD)/bin --src . --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-lint
