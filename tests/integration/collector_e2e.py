@@ -56,6 +56,17 @@ def wait_for(pred, timeout=20):
     return pred()
 
 
+def listen_yaml(grpc, http, admin, limits, grpc_extra=""):
+    """The receivers, admin and limits sections of a test config on the given loopback ports."""
+    return """receivers:
+  otlp:
+    grpc: {endpoint: "127.0.0.1:%d"%s}
+    http: {endpoint: "127.0.0.1:%d"}
+admin: {endpoint: "127.0.0.1:%d"}
+limits: %s
+""" % (grpc, grpc_extra, http, admin, limits)
+
+
 class Collector:
     def __init__(self, args, wd, extra_exporters="", route="[jsonl, prometheus]", limits=""):
         self.grpc, self.http, self.admin = free_port(), free_port(), free_port()

@@ -38,7 +38,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from collector_e2e import Collector as E2ECollector  # noqa: E402
-from collector_e2e import check, free_port, metric, wait_for, wait_port  # noqa: E402
+from collector_e2e import check, free_port, listen_yaml, metric, wait_for, wait_port  # noqa: E402
 from tenants_e2e import Sink, loadgen  # noqa: E402
 
 SKIP = 77
@@ -54,18 +54,13 @@ class Collector(E2ECollector):
         self.tls = None  # plaintext (tenants_e2e.loadgen reads it)
         self.cfg = os.path.join(wd, name + ".yaml")
         with open(self.cfg, "w") as f:
-            f.write("""receivers:
-  otlp:
-    grpc: {endpoint: "127.0.0.1:%d"}
-    http: {endpoint: "127.0.0.1:%d"}
-admin: {endpoint: "127.0.0.1:%d"}
-limits: {memory_limit: 64MiB, drain_timeout: 10s}
-%s
+            f.write(listen_yaml(self.grpc, self.http, self.admin,
+                                "{memory_limit: 64MiB, drain_timeout: 10s}") + """%s
 exporters:
 %s
 service:
   exporters: %s
-""" % (self.grpc, self.http, self.admin, top, exporters, route))
+""" % (top, exporters, route))
         self.log_path = os.path.join(wd, name + ".log")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([os.path.join(args.bin, "profilis-collector"), "--config",

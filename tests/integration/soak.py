@@ -39,7 +39,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from collector_e2e import PY, check, metric, wait_for, wait_port  # noqa: E402
+from collector_e2e import PY, check, listen_yaml, metric, wait_for, wait_port  # noqa: E402
 from tenants_e2e import TOKENS, Collector, Sink, loadgen  # noqa: E402
 
 FLAP_S = 10          # backend up this long, then down this long
@@ -79,13 +79,8 @@ class SoakCollector(Collector):
     def write_config(self, sinks, *_args, **_kw):  # pylint: disable=arguments-differ
         self.tls = None
         with open(self.cfg, "w") as f:
-            f.write("""receivers:
-  otlp:
-    grpc: {endpoint: "127.0.0.1:%d"}
-    http: {endpoint: "127.0.0.1:%d"}
-admin: {endpoint: "127.0.0.1:%d"}
-limits: {memory_limit: 64MiB, drain_timeout: 30s}
-sampling: {decision_wait: 1s}
+            f.write(listen_yaml(self.grpc, self.http, self.admin,
+                                "{memory_limit: 64MiB, drain_timeout: 30s}") + """sampling: {decision_wait: 1s}
 tenants:
   - id: acme
     tokens: ["%s"]
@@ -109,7 +104,7 @@ exporters:
   prometheus: {}
 service:
   exporters: [prometheus]
-""" % (self.grpc, self.http, self.admin, TOKENS["acme"], TOKENS["globex"], TARGET_TPS,
+""" % (TOKENS["acme"], TOKENS["globex"], TARGET_TPS,
                 sinks["acme"].port, os.path.join(self.wd, "queue"), self.wd))
 
 

@@ -27,7 +27,8 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from collector_e2e import PY, check, free_port, metric, rss_kib, wait_for, wait_port  # noqa: E402
+from collector_e2e import (PY, check, free_port, listen_yaml, metric, rss_kib,  # noqa: E402
+                           wait_for, wait_port)
 from collector_receivers import make_certs, openssl  # noqa: E402
 
 TOKENS = {"acme": "tok-acme-7f3a", "globex": "tok-globex-91c2"}
@@ -112,13 +113,8 @@ class Collector:
             grpc_tls = ', tls: {cert_file: "%s", key_file: "%s", client_ca_file: "%s"}' % (
                 tls("server.pem"), tls("server.key"), tls("ca.pem"))
         with open(self.cfg + ".tmp", "w") as f:
-            f.write("""receivers:
-  otlp:
-    grpc: {endpoint: "127.0.0.1:%d"%s}
-    http: {endpoint: "127.0.0.1:%d"}
-admin: {endpoint: "127.0.0.1:%d"}
-limits: {memory_limit: 64MiB, drain_timeout: 10s}
-tenants:%s
+            f.write(listen_yaml(self.grpc, self.http, self.admin,
+                                "{memory_limit: 64MiB, drain_timeout: 10s}", grpc_tls) + """tenants:%s
 exporters:
   jsonl/tenant:
     path: "%s/${tenant}.jsonl"
@@ -127,7 +123,7 @@ exporters:
   prometheus: {}
 service:
   exporters: [prometheus]
-""" % (self.grpc, grpc_tls, self.http, self.admin, tenants, wd, batch_timeout, exporters))
+""" % (tenants, wd, batch_timeout, exporters))
         os.rename(self.cfg + ".tmp", self.cfg)
 
     def reload(self):
