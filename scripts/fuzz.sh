@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan+UBSan) and runs each on its seed corpus, keeping
 # new inputs in build-fuzz/corpus/<target>: for FUZZ_SECONDS (default 300) each, or until
-# FUZZ_RUNS executions (then FUZZ_SECONDS is only a cap). FUZZ_TARGETS="a b" picks targets.
+# FUZZ_RUNS executions (then FUZZ_SECONDS is only a cap). FUZZ_TARGETS="a b" picks targets
+# and their order.
 # Prints each target's executions and any finding; exits non-zero when a target failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,10 +11,11 @@ cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DPRO
 cmake --build build-fuzz -j "$(nproc)" >/dev/null
 shopt -s nullglob
 failed=0
-for bin in build-fuzz/fuzz/fuzz_*; do
-  name="$(basename "$bin")"
-  target="${name#fuzz_}"
-  if [ -n "${FUZZ_TARGETS:-}" ] && [[ " $FUZZ_TARGETS " != *" $target "* ]]; then continue; fi
+targets="${FUZZ_TARGETS:-$(for b in build-fuzz/fuzz/fuzz_*; do basename "${b#*fuzz_}"; done)}"
+for target in $targets; do
+  bin="build-fuzz/fuzz/fuzz_$target"
+  name="fuzz_$target"
+  [ -x "$bin" ] || { echo "no fuzz target $target" >&2; failed=1; continue; }
   seeds="tests/fuzz/corpus/$target"
   work="build-fuzz/corpus/$target"
   dict=()
