@@ -106,8 +106,10 @@ TIMEFORMAT='%U %S'
 for i in $(seq "$RUNS"); do
   base=$(sent); c0=$(col_cpu_ns); t0=$(now)
   { time "$BIN/profilis-loadgen" --endpoint 127.0.0.1:$G --spans "$SPANS" --workers 1 --attrs 2 \
-      --queue-size 65536 --batch-size 512 --block --depth "${DEPTH:-1}" "${AUTH[@]}" >"$WD/lg.out" 2>/dev/null; } 2>"$WD/lg.time"
-  wait_sent $((base + SPANS))
+      --queue-size 65536 --batch-size 512 --block --depth "${DEPTH:-1}" "${AUTH[@]}" --allow-loss \
+      >"$WD/lg.out" 2>/dev/null; } 2>"$WD/lg.time"
+  # wait for what loadgen delivered (it may drop a few spans when the box is overloaded)
+  wait_sent $((base + $(sed -n 's/.*exported=\([0-9]*\).*/\1/p' "$WD/lg.out")))
   t1=$(now)
   [ "$EXPORTER" = prometheus ] && sleep 2 # the sampler's decisions, after its window, count too
   c1=$(col_cpu_ns); got=$(( $(sent) - base ))

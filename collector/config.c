@@ -145,6 +145,8 @@ static const key_choice rule_action_choices[] = {{"keep", PC_RULE_KEEP},
 /* The tables: one row per key reads better than clang-format's one line per field. The
  * receivers' TLS rows are the same for gRPC and HTTP. */
 /* clang-format off */
+/* f names a member (grpc_tls, http_tls); CFG() cannot take it in parentheses */
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define TLS_ROWS(f)                                                                                \
   {.key = "tls.cert_file", .type = K_STRING, .flags = F_EMPTY_UNSET, CFG(f.cert_file),             \
    .max = 4096, .kind = &SK_PATH, .doc = "server certificate chain (PEM); TLS is on when set"},    \
@@ -154,6 +156,7 @@ static const key_choice rule_action_choices[] = {{"keep", PC_RULE_KEEP},
    .max = 4096, .kind = &SK_PATH,                                                                  \
    .doc = "CA certificates (PEM) that client certificates must chain to; when set, every "         \
           "client must present one (mutual TLS)"}
+// NOLINTEND(bugprone-macro-parentheses)
 
 static const cfg_key grpc_keys[] = {
     {.key = "enabled", .type = K_BOOL, CFG(grpc_enabled), .def = "true",
@@ -1258,7 +1261,7 @@ static void header_pair(ctx *c, const pc_ynode *key, const pc_ynode *val, const 
     goto out;
   }
   for (size_t i = 0; i < *n; i++) {
-    if (strcmp(h[i].key, name)) continue;
+    if (strcmp(h[i].key, name) != 0) continue;
     report(c, node_mark(key), sub, "header given twice");
     goto out;
   }
@@ -1398,7 +1401,7 @@ static special_key special(const scope *sc, const char *rel) {
 static void walk_prefix(ctx *c, scope *sc, const pc_ynode *key, const pc_ynode *v,
                         const char *rel) {
   for (size_t i = 0; i < sc->n_pre; i++) {
-    if (strcmp(sc->pre[i].path, rel)) continue;
+    if (strcmp(sc->pre[i].path, rel) != 0) continue;
     char msg[64];
     snprintf(msg, sizeof msg, "duplicate key (first at %u:%u)", sc->pre[i].at.line,
              sc->pre[i].at.col);
@@ -1466,7 +1469,7 @@ static int exporter_type(ctx *c, const pc_ynode *key, const char *path) {
   const char *slash = memchr(key->text, '/', key->len);
   size_t tl = slash ? (size_t)(slash - key->text) : key->len;
   for (const key_choice *t = exporter_types; t->name; t++) {
-    if (strlen(t->name) != tl || memcmp(t->name, key->text, tl)) continue;
+    if (strlen(t->name) != tl || memcmp(t->name, key->text, tl) != 0) continue;
     if (!slash) return t->value;
     size_t ll = key->len - tl - 1;
     bool ok = ll > 0 && ll <= 64;
@@ -1486,7 +1489,7 @@ static int exporter_type(ctx *c, const pc_ynode *key, const char *path) {
 
 static bool exporter_name_unique(ctx *c, const pc_ynode *key, const char *path) {
   for (size_t i = 0; i < c->cfg->n_exporters; i++) {
-    if (strcmp(c->cfg->exporters[i].name, key->text)) continue;
+    if (strcmp(c->cfg->exporters[i].name, key->text) != 0) continue;
     report(c, node_mark(key), path, "exporter defined twice (first at %u:%u)", c->exp_at[i].line,
            c->exp_at[i].col);
     return false;
@@ -1848,7 +1851,7 @@ static void check_route(ctx *c, char *const *route, size_t n, const mark *at, ma
     char pb[80];
     pc_yprintable(name, strlen(name), pb, sizeof pb);
     size_t j = 0;
-    while (j < i && strcmp(route[j], name)) j++;
+    while (j < i && strcmp(route[j], name) != 0) j++;
     if (j < i)
       report(c, m, path, "exporter %s is listed twice", pb);
     else if (!e)

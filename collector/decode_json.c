@@ -57,12 +57,12 @@ struct msg_def {
 };
 
 #define DEF(arr, is_any)                                                                           \
-  { arr, sizeof arr / sizeof arr[0], is_any }
+  { arr, sizeof(arr) / sizeof((arr)[0]), is_any }
 /* A field with one JSON name, or with its lowerCamelCase and its proto (snake_case) name. */
 #define F1(name, num, kind, always, sub)                                                           \
-  { name, NULL, sizeof name - 1, 0, num, kind, always, sub }
+  { name, NULL, sizeof(name) - 1, 0, num, kind, always, sub }
 #define F2(camel, snake, num, kind, always, sub)                                                   \
-  { camel, snake, sizeof camel - 1, sizeof snake - 1, num, kind, always, sub }
+  { camel, snake, sizeof(camel) - 1, sizeof(snake) - 1, num, kind, always, sub }
 
 static const msg_def any_def, kv_def;
 

@@ -156,13 +156,13 @@ static inline __attribute__((always_inline)) int rd_next(rd *r, wf *f) {
   f->num = 0;
   if (p >= end) return 0;
   f->start = p;
-  if ((rc = rd_short(r, &tag))) return rc;
+  if ((rc = rd_short(r, &tag)) < 0) return rc; /* 0 or -W_* */
   if (tag > UINT32_MAX || tag < 8) return -W_FIELD;
   f->num = (uint32_t)(tag >> 3);
   f->wt = (uint32_t)(tag & 7);
   p = r->p;
   if (f->wt == WT_LEN) { /* tested first: most fields are strings and messages */
-    if ((rc = rd_short(r, &n))) return rc;
+    if ((rc = rd_short(r, &n)) < 0) return rc;
     p = r->p;
     if (n > (uint64_t)(end - p)) return -W_TRUNC_LEN;
     f->p = p;
@@ -1049,7 +1049,7 @@ static int decode_scope_spans(dec *d, const uint8_t *p, size_t n) {
   wf f;
   int rc;
   int64_t i = 0;
-  while ((rc = rd_next(&r, &f)) > 0) {
+  while (rd_next(&r, &f) > 0) { /* framing was checked by the counting pass */
     if (is_len(&f, 1)) {
       path_push(d, "scope", -1);
       rc = decode_scope(d, f.p, f.n, sc);
@@ -1149,6 +1149,8 @@ static int chunk_finish(dec *d, const uint8_t *p, size_t n) {
     uint8_t *q = realloc(b->p, b->len);
     if (q) b->p = q, b->cap = b->len;
   }
+  /* offs has room for every span the counting pass found (chunk_alloc) */
+  // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
   for (uint32_t i = 0; i < c->n_spans; i++) c->spans[i] = (const pf_span_rec *)(b->p + d->offs[i]);
   if (d->opts->keep_raw && !c->modified) {
     int rc = pf_buf_reserve(&c->raw, n);
@@ -1172,7 +1174,7 @@ static int decode_rs(dec *d, const uint8_t *p, size_t n) {
   rd r = rd_of(p, n);
   wf f;
   int64_t i = 0;
-  while ((rc = rd_next(&r, &f)) > 0) {
+  while (rd_next(&r, &f) > 0) { /* framing was checked by the counting pass */
     if (is_len(&f, 1)) {
       path_push(d, "resource", -1);
       rc = decode_resource(d, f.p, f.n);

@@ -119,7 +119,7 @@ static size_t sort_unique(char **a, size_t n) {
   qsort(a, n, sizeof *a, cmp_str);
   size_t k = 1;
   for (size_t i = 1; i < n; i++) {
-    if (strcmp(a[i], a[k - 1]))
+    if (strcmp(a[i], a[k - 1]) != 0)
       a[k++] = a[i];
     else
       free(a[i]);
@@ -375,7 +375,7 @@ static int split_chunk(lb_exporter *x, pc_chunk *c) {
   bool one = true;
   for (uint32_t i = 0; i < c->n_spans; i++) {
     const uint8_t *tid = c->spans[i]->trace_id;
-    if (!last || memcmp(last, tid, 16)) /* spans of a trace often come together */
+    if (!last || memcmp(last, tid, 16) != 0) /* spans of a trace often come together */
       owner = (uint32_t)pc_lb_pick(x->keys, x->n, pc_lb_trace_key(tid)), last = tid;
     x->assign[i] = owner;
     one &= owner == x->assign[0];

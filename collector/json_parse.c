@@ -107,8 +107,10 @@ static bool hex4_ok(const uint8_t *p) {
   return hex_val(p[0]) >= 0 && hex_val(p[1]) >= 0 && hex_val(p[2]) >= 0 && hex_val(p[3]) >= 0;
 }
 
+/* Only called after hex4_ok; unsigned arithmetic keeps even a stray -1 from being shifted. */
 static uint32_t hex4(const uint8_t *p) {
-  return (uint32_t)(hex_val(p[0]) << 12 | hex_val(p[1]) << 8 | hex_val(p[2]) << 4 | hex_val(p[3]));
+  return (uint32_t)hex_val(p[0]) << 12 | (uint32_t)hex_val(p[1]) << 8 |
+         (uint32_t)hex_val(p[2]) << 4 | (uint32_t)hex_val(p[3]);
 }
 
 /* Length of the escape at p[0] == '\\' within n bytes, or 0 when it is malformed. */

@@ -38,6 +38,7 @@ typedef struct pc_tb_trace pc_tb_trace;
 struct pc_tb_trace {
   pc_tb_key key;
   pc_tb_info info;
+  uint64_t hash;     /* pc_tracebuf_hash of key */
   uint64_t first_ns; /* when its first span arrived: the window counts from here */
   uint32_t n_spans;
   pf_buf spans;             /* held spans back to back: pc_tb_span, record, padding to 8 */
@@ -82,6 +83,19 @@ void pc_tracebuf_prefetch(const pc_tracebuf *tb, const pc_tb_key *k);
 /* Starts holding a new trace (the key must not be held) at the newest end of the order.
  * Returns 0, or PROFILIS_ENOMEM (no memory, or max_traces + 2 traces held already). */
 int pc_tracebuf_open(pc_tracebuf *tb, const pc_tb_key *k, uint64_t now_ns, pc_tb_trace **out);
+
+/* The same with the key's hash computed once by the caller (h = pc_tracebuf_hash(tb, k)):
+ * a span costs one hash for its look-up, verdict and insertion, and its table slot and verdict
+ * set can be prefetched well before they are needed. */
+uint64_t pc_tracebuf_hash(const pc_tracebuf *tb, const pc_tb_key *k);
+pc_tb_trace *pc_tracebuf_get_hashed(pc_tracebuf *tb, const pc_tb_key *k, uint64_t h);
+/* Starts loading the table slot and the verdict set of hash h. */
+void pc_tracebuf_prefetch_hashed(const pc_tracebuf *tb, uint64_t h);
+int pc_tracebuf_open_hashed(pc_tracebuf *tb, const pc_tb_key *k, uint64_t h, uint64_t now_ns,
+                            pc_tb_trace **out);
+bool pc_tracebuf_recall_hashed(const pc_tracebuf *tb, uint64_t h, pc_tb_verdict *v);
+/* Starts loading what deciding t will touch: its held spans, its slot and its verdict set. */
+void pc_tracebuf_prefetch_trace(const pc_tracebuf *tb, const pc_tb_trace *t);
 /* Copies a record (which must pass pf_rec_sections_fit) into the trace.
  * Returns 0 or PROFILIS_ENOMEM (the trace is unchanged). */
 int pc_tracebuf_append(pc_tracebuf *tb, pc_tb_trace *t, void *origin, uint32_t scope,
@@ -108,5 +122,7 @@ uint64_t pc_tracebuf_fixed_bytes(const pc_tracebuf *tb);
 void pc_tracebuf_remember(pc_tracebuf *tb, const pc_tb_key *k, const pc_tb_verdict *v);
 /* Finds a remembered verdict. Returns true and fills *v when found. */
 bool pc_tracebuf_recall(const pc_tracebuf *tb, const pc_tb_key *k, pc_tb_verdict *v);
+/* Remembers the verdict of a held trace (its stored hash spares hashing the key again). */
+void pc_tracebuf_remember_trace(pc_tracebuf *tb, const pc_tb_trace *t, const pc_tb_verdict *v);
 
 #endif

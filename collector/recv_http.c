@@ -295,6 +295,8 @@ static int gunzip(const uint8_t *in, size_t n, size_t max, uint8_t **out, size_t
       uLong done = zs.total_out;
       inflateReset(&zs); /* another gzip member follows */
       zs.total_out = done;
+      /* the two EPROTO branches are different failures; their order matters */
+      // NOLINTNEXTLINE(bugprone-branch-clone)
     } else if (z != Z_OK && !(z == Z_BUF_ERROR && zs.avail_out == 0)) {
       rc = PROFILIS_EPROTO;
     } else if (zs.avail_out == 0 && zs.total_out >= max + 1) {

@@ -26,10 +26,13 @@
 #define MAX_TRACES_LIMIT (16u << 20)
 #define MAX_OPS_LIMIT (1u << 20)
 #define WINDOW_LIMIT_NS (600ull * 1000000000ull)
-#define RULE_NONE -1
-#define RULE_UNSET -2 /* not evaluated yet (no root seen, or rules were reloaded) */
+#define RULE_NONE (-1)
+#define RULE_UNSET (-2) /* not evaluated yet (no root seen, or rules were reloaded) */
 #define SURGE_MIN 8u  /* arrivals below this never count as a surge */
 #define SURGE 1.5     /* an arrival rate this much above the EWMA replaces it */
+#define LOOKAHEAD 16u      /* spans of a chunk whose table slots are fetched ahead of their turn */
+#define LOOKAHEAD_RING 64u /* power of two above LOOKAHEAD */
+#define DECIDE_AHEAD 8u    /* held traces fetched ahead of their decision */
 
 typedef enum decide_mode { EXPIRED, OVERFLOW, FLUSH } decide_mode;
 
@@ -388,6 +391,8 @@ static int32_t op_get(pc_sampler *s, tenant *t, const char *svc, const char *nam
   if (nn > OP_KEY_MAX) nn = OP_KEY_MAX;
   uint64_t h = op_hash(svc, sn, name, nn, s->cfg.hash_seed);
   int32_t *b = &t->buckets[h & (t->n_buckets - 1)];
+  /* every tenant a trace can point at went through tenant_init, which allocates the table */
+  // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
   for (int32_t i = *b; i >= 0; i = t->ops[i].hnext) {
     op *o = &t->ops[i];
     if (o->hash == h && o->service_len == sn && o->name_len == nn && !memcmp(o->service, svc, sn) &&
@@ -504,12 +509,12 @@ static bool str_eq(const char *a, const char *b) {
 }
 
 static bool origin_same(const origin *o, const pc_chunk *c) {
-  if (strcmp(o->tenant, c->tenant) || o->n_scopes != c->n_scopes ||
+  if (strcmp(o->tenant, c->tenant) != 0 || o->n_scopes != c->n_scopes ||
       o->resource.n_attrs != c->resource.n_attrs ||
       o->resource.attrs.len != c->resource.attrs.len ||
       o->resource_dropped != c->resource_dropped_attrs ||
       (o->resource.attrs.len &&
-       memcmp(o->resource.attrs.p, c->resource.attrs.p, o->resource.attrs.len)))
+       memcmp(o->resource.attrs.p, c->resource.attrs.p, o->resource.attrs.len) != 0))
     return false;
   for (uint32_t i = 0; i < c->n_scopes; i++)
     if (!str_eq(o->scopes[i].name, c->scopes[i].name) ||
@@ -766,7 +771,8 @@ static void count_arrival(const pc_sampler *s, tenant *t, pc_tb_info *in) {
 /* The adaptive threshold for a trace: the one fixed when its root arrived, tightened when the
  * load rose since; else the operation's current one. */
 static uint64_t adaptive_th(const pc_sampler *s, const tenant *t, const pc_tb_info *in) {
-  if (!in->th_set) return t->ops[in->op].th;
+  /* as in op_get: a trace's tenant is initialized, so its ops table exists */
+  if (!in->th_set) return t->ops[in->op].th; // NOLINT(clang-analyzer-core.NullDereference)
   if (!(s->factor < in->factor) || in->th >= PC_TH_MAX) return in->th;
   double p = pc_th_probability(in->th) * s->factor / in->factor;
   return pc_th_from_probability(p, s->cfg.precision);
@@ -803,15 +809,15 @@ static pc_sample_reason verdict(const tenant *t, const pc_tb_info *in, uint64_t 
 
 static void count_verdict(tenant *t, const pc_tb_info *in, pc_sample_reason why, bool keep,
                           bool forced) {
-  op *o = &t->ops[in->op];
+  op *o = &t->ops[in->op]; /* as in op_get: the tenant is initialized, its ops table exists */
   if (keep) {
     t->kept[why]++;
     t->kept_n++;
     t->forced_n += forced;
-    o->kept++;
+    o->kept++; // NOLINT(clang-analyzer-core.NullDereference)
   } else {
     t->dropped[why]++;
-    o->dropped++;
+    o->dropped++; // NOLINT(clang-analyzer-core.NullDereference)
   }
 }
 
@@ -851,7 +857,7 @@ static void decide(pc_sampler *s, pc_tb_trace *tr, decide_mode mode) {
     origin_unref(s, h.origin);
   }
   pc_tb_verdict v = {.randomness = rnd, .threshold = th, .keep = keep, .reason = (uint8_t)why};
-  pc_tracebuf_remember(s->tb, &tr->key, &v);
+  pc_tracebuf_remember_trace(s->tb, tr, &v);
   if (s->last == tr) s->last = NULL;
   pc_tracebuf_close(s->tb, tr);
 }
@@ -860,16 +866,40 @@ static uint64_t window_now(const pc_sampler *s) {
   return (uint64_t)((double)s->cfg.window_ns * s->factor);
 }
 
-static void expire(pc_sampler *s) {
-  uint64_t w = window_now(s);
-  pc_tb_trace *tr;
-  while ((tr = pc_tracebuf_oldest(s->tb)) && (s->now < tr->first_ns || s->now - tr->first_ns >= w))
-    decide(s, tr, EXPIRED);
+/* Whether the oldest held trace tr is to be decided now. */
+static bool due(const pc_sampler *s, const pc_tb_trace *tr, decide_mode mode, uint64_t w) {
+  if (mode == EXPIRED) return s->now < tr->first_ns || s->now - tr->first_ns >= w;
+  if (mode == OVERFLOW) return pc_tracebuf_over(s->tb);
+  return true;
 }
 
+/* Decides the oldest traces while they are due. Held traces are cold by their decision (a
+ * window has passed), so what deciding them touches is fetched DECIDE_AHEAD traces early and
+ * the cache misses overlap. Deciding closes only the oldest trace, so the prefetched ones
+ * between it and `ahead` stay valid. */
+static void decide_oldest(pc_sampler *s, decide_mode mode) {
+  uint64_t w = window_now(s);
+  pc_tb_trace *tr, *ahead = pc_tracebuf_oldest(s->tb);
+  unsigned lead = 0;
+  while ((tr = pc_tracebuf_oldest(s->tb)) && due(s, tr, mode, w)) {
+    for (; ahead && lead < DECIDE_AHEAD; lead++) {
+      pc_tracebuf_prefetch_trace(s->tb, ahead);
+      ahead = ahead->next;
+      if (ahead) {
+        __builtin_prefetch(ahead);
+        __builtin_prefetch((const char *)ahead + 64);
+        __builtin_prefetch((const char *)ahead + 128);
+      }
+    }
+    decide(s, tr, mode);
+    if (lead) lead--;
+  }
+}
+
+static void expire(pc_sampler *s) { decide_oldest(s, EXPIRED); }
+
 static void relieve(pc_sampler *s) {
-  pc_tb_trace *tr;
-  while (pc_tracebuf_over(s->tb) && (tr = pc_tracebuf_oldest(s->tb))) decide(s, tr, OVERFLOW);
+  if (pc_tracebuf_over(s->tb)) decide_oldest(s, OVERFLOW);
 }
 
 /* ---- taking spans in ---- */
@@ -930,18 +960,18 @@ static void follow(pc_sampler *s, tenant *t, origin *o, uint32_t scope, const pf
 
 /* Holds one span. Without memory the span cannot wait: it is counted as lost, never dropped
  * silently. */
-static void hold(pc_sampler *s, tenant *t, uint32_t slot, const pc_tb_key *k, origin *o,
-                 uint32_t scope, const pf_span_rec *r) {
+static void hold(pc_sampler *s, tenant *t, uint32_t slot, const pc_tb_key *k, uint64_t h,
+                 origin *o, uint32_t scope, const pf_span_rec *r) {
   pc_tb_trace *tr = s->last;
-  if (!tr || tr->key.tenant != k->tenant || memcmp(tr->key.trace_id, k->trace_id, 16))
-    tr = pc_tracebuf_get(s->tb, k);
+  if (!tr || tr->key.tenant != k->tenant || memcmp(tr->key.trace_id, k->trace_id, 16) != 0)
+    tr = pc_tracebuf_get_hashed(s->tb, k, h);
   if (!tr) {
     pc_tb_verdict v;
-    if (pc_tracebuf_recall(s->tb, k, &v)) {
+    if (pc_tracebuf_recall_hashed(s->tb, h, &v)) {
       follow(s, t, o, scope, r, &v);
       return;
     }
-    if (pc_tracebuf_open(s->tb, k, s->now, &tr)) {
+    if (pc_tracebuf_open_hashed(s->tb, k, h, s->now, &tr)) {
       s->st.emit_failed_spans++;
       return;
     }
@@ -968,6 +998,26 @@ static void advance(pc_sampler *s, uint64_t now) {
   if (now > s->now) s->now = now; /* a clock that steps back is held still */
 }
 
+/* Hashes span j of c and, when it starts a run of another trace than the span before it,
+ * starts loading its table slot and verdict set: by its turn, LOOKAHEAD spans later, they are
+ * in the cache (a chunk's spans come in runs of one trace, so a run costs one prefetch). */
+typedef struct ahead_state {
+  uint64_t hq[LOOKAHEAD_RING]; /* hashes of spans i .. i + LOOKAHEAD - 1, by index mod ring */
+  const uint8_t *prev;         /* trace id of the last valid span hashed */
+} ahead_state;
+
+static void look_ahead(pc_sampler *s, const pc_chunk *c, uint64_t tkey, uint32_t j,
+                       ahead_state *a) {
+  const pf_span_rec *r = c->spans[j];
+  if (!rec_ok(r)) return;
+  pc_tb_key k = {.tenant = tkey};
+  memcpy(k.trace_id, r->trace_id, 16);
+  uint64_t h = pc_tracebuf_hash(s->tb, &k);
+  a->hq[j % LOOKAHEAD_RING] = h;
+  if (!a->prev || memcmp(a->prev, r->trace_id, 16) != 0) pc_tracebuf_prefetch_hashed(s->tb, h);
+  a->prev = r->trace_id;
+}
+
 int pc_sampler_offer(pc_sampler *s, uint64_t now_ns, const pc_chunk *c) {
   advance(s, now_ns);
   expire(s);
@@ -975,7 +1025,10 @@ int pc_sampler_offer(pc_sampler *s, uint64_t now_ns, const pc_chunk *c) {
   tenant *t = tenant_of(s, c->tenant, &slot);
   uint64_t tkey = khash(s->cfg.hash_seed, c->tenant, strnlen(c->tenant, PC_TENANT_MAX));
   origin *o = NULL;
+  ahead_state a = {.prev = NULL};
+  for (uint32_t j = 0; j < c->n_spans && j < LOOKAHEAD; j++) look_ahead(s, c, tkey, j, &a);
   for (uint32_t i = 0; i < c->n_spans; i++) {
+    if (i + LOOKAHEAD < c->n_spans) look_ahead(s, c, tkey, i + LOOKAHEAD, &a);
     const pf_span_rec *r = c->spans[i];
     if (!rec_ok(r)) {
       s->st.invalid_spans++;
@@ -988,12 +1041,7 @@ int pc_sampler_offer(pc_sampler *s, uint64_t now_ns, const pc_chunk *c) {
     }
     pc_tb_key k = {.tenant = tkey};
     memcpy(k.trace_id, r->trace_id, 16);
-    if (i + 1 < c->n_spans && c->spans[i + 1]) { /* hide the next look-up's cache miss */
-      pc_tb_key nk = {.tenant = tkey};
-      memcpy(nk.trace_id, c->spans[i + 1]->trace_id, 16);
-      pc_tracebuf_prefetch(s->tb, &nk);
-    }
-    hold(s, t, slot, &k, o, scope_index(c, r), r);
+    hold(s, t, slot, &k, a.hq[i % LOOKAHEAD_RING], o, scope_index(c, r), r);
   }
   if (o) origin_unref(s, o);
   out_flush(s);
@@ -1128,8 +1176,7 @@ void pc_sampler_tick(pc_sampler *s, uint64_t now_ns, double load) {
 
 void pc_sampler_flush(pc_sampler *s, uint64_t now_ns) {
   advance(s, now_ns);
-  pc_tb_trace *tr;
-  while ((tr = pc_tracebuf_oldest(s->tb))) decide(s, tr, FLUSH);
+  decide_oldest(s, FLUSH);
   out_flush(s);
 }
 

@@ -192,7 +192,7 @@ static pc_auth request_tenant(const pc_tenancy *t, const pc_credentials *cr, int
   }
   if (cr->subject) {
     for (size_t i = 0; i < t->n_subjects; i++) {
-      if (strcmp(t->subjects[i].subject, cr->subject)) continue;
+      if (strcmp(t->subjects[i].subject, cr->subject) != 0) continue;
       int s = (int)t->subjects[i].tenant;
       if (*authed && s != *idx) {
         *who = t->t[*idx].id;
@@ -229,7 +229,7 @@ static int attribute_tenant(const pc_tenancy *t, const pc_chunk *c) {
   size_t off = 0, kl = strlen(t->attribute);
   pf_attr_view a;
   while (pf_attr_next(c->resource.attrs.p, c->resource.attrs.len, &off, &a)) {
-    if (a.key_len != kl || memcmp(a.key, t->attribute, kl) || a.type != PROFILIS_ATTR_STRING)
+    if (a.key_len != kl || memcmp(a.key, t->attribute, kl) != 0 || a.type != PROFILIS_ATTR_STRING)
       continue;
     int i = pc_tenancy_find(t, (const char *)a.val, a.val_len);
     return i >= 0 ? i : -2;

@@ -8,6 +8,7 @@
  * overwrites the oldest entry of a set: fixed memory, no deletion, no rehashing. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "pc_tracebuf.h"
 #include "profilis/common.h"
@@ -36,7 +37,8 @@ typedef struct cache_ent {
 struct pc_tracebuf {
   pc_tb_limits lim;
   slot *slots;
-  size_t mask; /* slots - 1 */
+  void *slots_mem; /* what was allocated (slots may start later, on a huge page) */
+  size_t mask;     /* slots - 1 */
   pc_tb_trace *free_list;
   uint32_t n_free;
   pc_tb_trace *oldest, *newest;
@@ -74,6 +76,23 @@ static bool key_eq(const pc_tb_key *a, const pc_tb_key *b) {
   return a->tenant == b->tenant && memcmp(a->trace_id, b->trace_id, 16) == 0;
 }
 
+/* The table and the cache are probed at random: with 4 KiB pages nearly every probe of a large
+ * one also misses the TLB. Asks for transparent huge pages on the 2 MiB-aligned part (calloc
+ * maps large blocks, so untouched pages still cost nothing; advice refused is harmless). */
+#define HUGE_PAGE (2u << 20)
+static void *calloc_huge(size_t n, size_t size, void **mem) {
+  if (n > SIZE_MAX / size - HUGE_PAGE) return *mem = NULL;
+  size_t len = n * size;
+  if (len < HUGE_PAGE) return *mem = calloc(n, size);
+  *mem = calloc(1, len + HUGE_PAGE);
+  if (!*mem) return NULL;
+  uintptr_t p = ((uintptr_t)*mem + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+#ifdef MADV_HUGEPAGE
+  (void)madvise((void *)p, len & ~(size_t)(HUGE_PAGE - 1), MADV_HUGEPAGE);
+#endif
+  return (void *)p;
+}
+
 static size_t pow2_at_least(size_t n) {
   size_t p = 1;
   while (p < n && p <= SIZE_MAX / 2) p <<= 1;
@@ -89,14 +108,14 @@ int pc_tracebuf_new(pc_tracebuf **out, const pc_tb_limits *lim) {
   if (!tb) return PROFILIS_ENOMEM;
   tb->lim = *lim;
   size_t nb = pow2_at_least(2 * (size_t)lim->max_traces + 4);
-  tb->slots = calloc(nb, sizeof *tb->slots);
+  tb->slots = calloc_huge(nb, sizeof *tb->slots, &tb->slots_mem);
   tb->mask = nb - 1;
   if (lim->cache_entries) {
     size_t ways = pow2_at_least(lim->cache_entries);
     tb->cache_sets = ways < CACHE_WAYS ? 1 : ways / CACHE_WAYS;
     /* Sets start on a cache line: a 4-way set then spans exactly two. */
-    tb->cache_mem = calloc(tb->cache_sets * CACHE_WAYS + 2, sizeof *tb->cache);
-    if (tb->cache_mem) tb->cache = (cache_ent *)(((uintptr_t)tb->cache_mem + 63) & ~(uintptr_t)63);
+    void *c = calloc_huge(tb->cache_sets * CACHE_WAYS + 2, sizeof *tb->cache, &tb->cache_mem);
+    if (c) tb->cache = (cache_ent *)(((uintptr_t)c + 63) & ~(uintptr_t)63);
   }
   if (!tb->slots || (lim->cache_entries && !tb->cache)) {
     pc_tracebuf_free(tb);
@@ -124,15 +143,18 @@ void pc_tracebuf_free(pc_tracebuf *tb) {
     trace_free(t);
     t = next;
   }
-  free(tb->slots);
+  free(tb->slots_mem);
   free(tb->cache_mem);
   free(tb);
 }
 
 /* ---- held traces ---- */
 
-pc_tb_trace *pc_tracebuf_get(pc_tracebuf *tb, const pc_tb_key *k) {
-  uint64_t h = key_hash(k, tb->lim.seed);
+uint64_t pc_tracebuf_hash(const pc_tracebuf *tb, const pc_tb_key *k) {
+  return key_hash(k, tb->lim.seed);
+}
+
+pc_tb_trace *pc_tracebuf_get_hashed(pc_tracebuf *tb, const pc_tb_key *k, uint64_t h) {
   for (size_t i = h & tb->mask;; i = (i + 1) & tb->mask) {
     const slot *sl = &tb->slots[i];
     if (!sl->t) return NULL;
@@ -140,8 +162,38 @@ pc_tb_trace *pc_tracebuf_get(pc_tracebuf *tb, const pc_tb_key *k) {
   }
 }
 
+pc_tb_trace *pc_tracebuf_get(pc_tracebuf *tb, const pc_tb_key *k) {
+  return pc_tracebuf_get_hashed(tb, k, key_hash(k, tb->lim.seed));
+}
+
+static cache_ent *cache_set_of(const pc_tracebuf *tb, uint64_t h) {
+  /* The high bits choose the set (the low ones chose the slot of a held trace). */
+  return &tb->cache[((h >> 32) & (tb->cache_sets - 1)) * CACHE_WAYS];
+}
+
+void pc_tracebuf_prefetch_hashed(const pc_tracebuf *tb, uint64_t h) {
+  __builtin_prefetch(&tb->slots[h & tb->mask]);
+  if (tb->cache) { /* a set is two cache lines */
+    const cache_ent *set = cache_set_of(tb, h);
+    __builtin_prefetch(set);
+    __builtin_prefetch(set + CACHE_WAYS / 2);
+  }
+}
+
 void pc_tracebuf_prefetch(const pc_tracebuf *tb, const pc_tb_key *k) {
   __builtin_prefetch(&tb->slots[key_hash(k, tb->lim.seed) & tb->mask]);
+}
+
+void pc_tracebuf_prefetch_trace(const pc_tracebuf *tb, const pc_tb_trace *t) {
+  /* The first lines hold the first spans' headers, where the decision starts reading. */
+  size_t n = t->spans.len < 512 ? t->spans.len : 512;
+  for (size_t off = 0; off < n; off += 64) __builtin_prefetch(t->spans.p + off);
+  __builtin_prefetch(&tb->slots[t->hash & tb->mask], 1);
+  if (tb->cache) {
+    const cache_ent *set = cache_set_of(tb, t->hash);
+    __builtin_prefetch(set, 1);
+    __builtin_prefetch(set + CACHE_WAYS / 2, 1);
+  }
 }
 
 static uint64_t trace_bytes(const pc_tb_trace *t) { return sizeof *t + t->spans.cap; }
@@ -160,6 +212,11 @@ static pc_tb_trace *trace_alloc(pc_tracebuf *tb) {
 }
 
 int pc_tracebuf_open(pc_tracebuf *tb, const pc_tb_key *k, uint64_t now_ns, pc_tb_trace **out) {
+  return pc_tracebuf_open_hashed(tb, k, key_hash(k, tb->lim.seed), now_ns, out);
+}
+
+int pc_tracebuf_open_hashed(pc_tracebuf *tb, const pc_tb_key *k, uint64_t h, uint64_t now_ns,
+                            pc_tb_trace **out) {
   *out = NULL;
   if (tb->n_traces + 1 > (tb->mask + 1) / 2) return PROFILIS_ENOMEM; /* half empty at most */
   pc_tb_trace *t = trace_alloc(tb);
@@ -168,7 +225,7 @@ int pc_tracebuf_open(pc_tracebuf *tb, const pc_tb_key *k, uint64_t now_ns, pc_tb
   t->first_ns = now_ns;
   t->info.op = -1;
   t->info.rule = -2;
-  uint64_t h = key_hash(k, tb->lim.seed);
+  t->hash = h;
   size_t i = h & tb->mask;
   while (tb->slots[i].t) i = (i + 1) & tb->mask;
   tb->slots[i] = (slot){.hash = h, .t = t};
@@ -223,7 +280,7 @@ bool pc_tracebuf_next(const pc_tb_trace *t, size_t *off, pc_tb_span *hdr, const 
 /* Removes t's slot; later slots of the probe run shift back into the gap so every remaining
  * key stays reachable from its home slot. */
 static void unlink_slot(pc_tracebuf *tb, pc_tb_trace *t) {
-  size_t i = key_hash(&t->key, tb->lim.seed) & tb->mask;
+  size_t i = t->hash & tb->mask;
   while (tb->slots[i].t != t) i = (i + 1) & tb->mask;
   size_t gap = i;
   for (size_t j = (i + 1) & tb->mask; tb->slots[j].t; j = (j + 1) & tb->mask) {
@@ -286,17 +343,13 @@ uint64_t pc_tracebuf_fixed_bytes(const pc_tracebuf *tb) {
 
 /* ---- verdict cache ---- */
 
-static cache_ent *cache_set(const pc_tracebuf *tb, const pc_tb_key *k, uint64_t *fp) {
-  /* The high bits choose the set (the low ones chose the slot of a held trace). */
-  uint64_t h = key_hash(k, tb->lim.seed);
-  *fp = mix64(h + 0x9e3779b97f4a7c15ull) | 1;
-  return &tb->cache[((h >> 32) & (tb->cache_sets - 1)) * CACHE_WAYS];
-}
+/* A 64-bit fingerprint of the key's hash, never 0 (0 marks an empty way). */
+static uint64_t cache_fp(uint64_t h) { return mix64(h + 0x9e3779b97f4a7c15ull) | 1; }
 
-void pc_tracebuf_remember(pc_tracebuf *tb, const pc_tb_key *k, const pc_tb_verdict *v) {
+static void remember_hashed(pc_tracebuf *tb, uint64_t h, const pc_tb_verdict *v) {
   if (!tb->cache) return;
-  uint64_t fp;
-  cache_ent *set = cache_set(tb, k, &fp), *victim = &set[0];
+  uint64_t fp = cache_fp(h);
+  cache_ent *set = cache_set_of(tb, h), *victim = &set[0];
   /* Ways fill in order and are never emptied, so no match lies beyond an empty way. */
   for (unsigned i = 0; i < CACHE_WAYS; i++) {
     if (!set[i].fp || set[i].fp == fp) {
@@ -312,10 +365,18 @@ void pc_tracebuf_remember(pc_tracebuf *tb, const pc_tb_key *k, const pc_tb_verdi
                   .stamp = ++tb->stamp};
 }
 
-bool pc_tracebuf_recall(const pc_tracebuf *tb, const pc_tb_key *k, pc_tb_verdict *v) {
+void pc_tracebuf_remember(pc_tracebuf *tb, const pc_tb_key *k, const pc_tb_verdict *v) {
+  remember_hashed(tb, key_hash(k, tb->lim.seed), v);
+}
+
+void pc_tracebuf_remember_trace(pc_tracebuf *tb, const pc_tb_trace *t, const pc_tb_verdict *v) {
+  remember_hashed(tb, t->hash, v);
+}
+
+bool pc_tracebuf_recall_hashed(const pc_tracebuf *tb, uint64_t h, pc_tb_verdict *v) {
   if (!tb->cache) return false;
-  uint64_t fp;
-  const cache_ent *set = cache_set(tb, k, &fp);
+  uint64_t fp = cache_fp(h);
+  const cache_ent *set = cache_set_of(tb, h);
   for (unsigned i = 0; i < CACHE_WAYS; i++) {
     if (set[i].fp == fp) {
       *v = (pc_tb_verdict){.randomness = set[i].rk >> 8,
@@ -326,4 +387,8 @@ bool pc_tracebuf_recall(const pc_tracebuf *tb, const pc_tb_key *k, pc_tb_verdict
     }
   }
   return false;
+}
+
+bool pc_tracebuf_recall(const pc_tracebuf *tb, const pc_tb_key *k, pc_tb_verdict *v) {
+  return pc_tracebuf_recall_hashed(tb, key_hash(k, tb->lim.seed), v);
 }

@@ -46,16 +46,18 @@ static uint32_t pos1(size_t zero_based) {
   return zero_based >= UINT32_MAX ? UINT32_MAX : (uint32_t)zero_based + 1;
 }
 
-static int fail(builder *b, yaml_mark_t m, const char *fmt, ...)
+static void fail_msg(builder *b, yaml_mark_t m, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static int fail(builder *b, yaml_mark_t m, const char *fmt, ...) {
+/* Records the error and yields PROFILIS_EINVAL; a macro so that the static analyzer, which does
+ * not follow calls into variadic functions, sees that a failure is never 0. */
+#define fail(b, m, ...) (fail_msg(b, m, __VA_ARGS__), PROFILIS_EINVAL)
+static void fail_msg(builder *b, yaml_mark_t m, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(b->err->msg, sizeof b->err->msg, fmt, ap);
   va_end(ap);
   b->err->line = pos1(m.line);
   b->err->col = pos1(m.column);
-  return PROFILIS_EINVAL;
 }
 
 /* ---- nodes ---- */

@@ -138,7 +138,8 @@ static int q_push(pf_grpc_client *c, out_seg s) {
     c->segs = n;
     c->cap_segs = cap;
   }
-  c->segs[c->n_segs++] = s;
+  /* segs is NULL only while cap_segs (and so n_segs) is 0, and then the branch above ran */
+  c->segs[c->n_segs++] = s; // NOLINT(clang-analyzer-core.NullDereference)
   return 0;
 }
 

@@ -383,7 +383,7 @@ static int64_t duration_ms(const uint8_t *p, size_t n) {
 /* An Any: returns the RetryInfo delay when type_url names RetryInfo, else -1. */
 static int64_t any_retry_info(const uint8_t *p, size_t n) {
   size_t off = 0;
-  pf_grpc_pb_field f;
+  pf_grpc_pb_field f = {0}; /* the analyzer cannot tell pf_grpc_pb_next's 1 always fills it */
   const uint8_t *type = NULL, *val = NULL;
   size_t type_n = 0, val_n = 0;
   int rc;
@@ -402,7 +402,7 @@ static int64_t any_retry_info(const uint8_t *p, size_t n) {
 
 int64_t pf_grpc_retry_info_ms(const uint8_t *p, size_t n) {
   size_t off = 0;
-  pf_grpc_pb_field f;
+  pf_grpc_pb_field f = {0}; /* the analyzer cannot tell pf_grpc_pb_next's 1 always fills it */
   int64_t ms = -1;
   int rc;
   while ((rc = pf_grpc_pb_next(p, n, &off, &f)) == 1) {
