@@ -7,7 +7,9 @@ Python grpcio sinks standing for collector replicas, fed by profilis-loadgen (3-
      nothing is sent twice;
   3. a collector listing the 2 survivors: traces owned by a survivor stay on it, the removed
      sink's traces spread over both;
-  4. resolver.hostname localhost (resolved with getaddrinfo) finds the sink on 127.0.0.1.
+  4. resolver.hostname localhost (resolved with getaddrinfo) finds the sink on 127.0.0.1;
+  5. two tiers of real collectors: a front collector over three collector replicas, each trace
+     whole in the JSONL file of the replica the hash picks.
 The model is the documented hash of collector/pc_loadbalance.h, written again here, so the test
 also checks that the exporter routes by exactly that function.
 Usage: loadbalance.py --bin BUILD/bin --src SOURCE_DIR"""
@@ -194,6 +196,40 @@ def phase_dns(args, wd, sinks):
         check(col.stop() == 0, "collector exited 0 on SIGTERM")
 
 
+def phase_collector_replicas(args, wd):
+    """Two tiers of real collectors: a front collector's loadbalancing exporter over three
+    collector replicas (each writing JSONL): every trace lands whole on the replica the hash
+    picks, so tail rules on the replicas see whole traces."""
+    replicas = []
+    for n in ("r1", "r2", "r3"):
+        d = os.path.join(wd, n)
+        os.mkdir(d)
+        replicas.append(Collector(args, d))
+    front_dir = os.path.join(wd, "front")
+    os.mkdir(front_dir)
+    addrs = ["127.0.0.1:%d" % r.grpc for r in replicas]
+    front = Collector(args, front_dir,
+                      lb_exporter("{static: [%s]}" % ", ".join('"%s"' % a for a in addrs)),
+                      "[loadbalancing]")
+    try:
+        send(args, front, "lb-replicas")
+        check(wait_for(lambda: sum(len(r.spans()) for r in replicas) >= SPANS, 30),
+              "all %d spans reached the replicas' JSONL files" % SPANS)
+        got = {a: [s for s in r.spans() if s["resource"].get("service.name") == "lb-replicas"]
+               for a, r in zip(addrs, replicas)}
+        where, once = placement(got)
+        check(sum(len(v) for v in got.values()) == SPANS and once, "every span exactly once")
+        check(len(where) == SPANS // 3 and
+              all(len(v) == 1 and next(iter(v)) == owner(t, addrs) for t, v in where.items()),
+              "each of the %d traces whole on the one replica the hash picks" % len(where))
+        per = [sum(1 for v in where.values() if a in v) for a in addrs]
+        check(min(per) > 0, "every replica got traces: %s" % per)
+    finally:
+        check(front.stop() == 0, "front collector exited 0 on SIGTERM")
+        for r in replicas:
+            check(r.stop() == 0, "replica exited 0 on SIGTERM")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -206,6 +242,7 @@ def main():
             phase_static(args, wd, sinks)
             phase_two_left(args, wd, sinks)
             phase_dns(args, wd, sinks)
+            phase_collector_replicas(args, wd)
         except SystemExit:
             log = os.path.join(wd, "collector.log")
             if os.path.exists(log):
