@@ -171,7 +171,12 @@ static int dial(void) {
   struct sockaddr_in src = {.sin_family = AF_INET,
                             .sin_addr.s_addr = htonl(0x7f400000u | (next_src++ & 0xffffu))};
   CHECK(bind(fd, (struct sockaddr *)&src, sizeof src) == 0);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+  int rc;
+  /* Interrupted by a libFuzzer timer, the connect goes on: wait until it is done. */
+  while ((rc = connect(fd, (struct sockaddr *)&a, sizeof a)) != 0 &&
+         (errno == EINTR || errno == EALREADY)) {
+  }
+  if (rc != 0 && errno != EISCONN) {
     fprintf(stderr, "connect to 127.0.0.1:%u: %s\n", g_port, strerror(errno));
     abort();
   }
@@ -184,6 +189,7 @@ static void send_all(int fd, const void *p, size_t n) {
   const uint8_t *b = p;
   while (n > 0) {
     ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue; /* libFuzzer's timers interrupt system calls */
     if (w <= 0) return;
     b += w, n -= (size_t)w;
   }
@@ -196,6 +202,7 @@ static size_t read_reply(int fd, char *buf, size_t cap) {
     char *dst = len + 1 < cap ? buf + len : sink;
     size_t room = len + 1 < cap ? cap - 1 - len : sizeof sink;
     ssize_t r = recv(fd, dst, room, 0);
+    if (r < 0 && errno == EINTR) continue; /* libFuzzer's timers interrupt system calls */
     if (r == 0) break;
     if (r < 0) {
       /* ECONNRESET: the server closed with our unread bytes pending; what came is the reply. */
