@@ -24,6 +24,7 @@
 #include "chunk_builder.h"
 #include "pc_config.h"
 #include "pc_loadbalance.h"
+#include "sink_proc.h"
 #include "profilis/common.h"
 
 #ifndef PF_SINK_PY
@@ -234,73 +235,7 @@ static void test_config_keys(void **state) {
 
 /* ---- exports against real sinks ---- */
 
-typedef struct sink {
-  pid_t pid;
-  int port;
-  char dir[64], out[128];
-} sink;
-
-static void sleep_ms(unsigned ms) {
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  pf_buf b = {0};
-  if (f) {
-    char tmp[4096];
-    size_t n;
-    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) assert_int_equal(pf_buf_append(&b, tmp, n), 0);
-    fclose(f);
-  }
-  assert_int_equal(pf_buf_append(&b, "", 1), 0);
-  return (char *)b.p;
-}
-
-static void sink_start(sink *s) {
-  memset(s, 0, sizeof *s);
-  snprintf(s->dir, sizeof s->dir, "/tmp/pc_lb_XXXXXX");
-  assert_non_null(mkdtemp(s->dir));
-  snprintf(s->out, sizeof s->out, "%s/spans.jsonl", s->dir);
-  char portfile[128], log[128];
-  snprintf(portfile, sizeof portfile, "%s/port", s->dir);
-  snprintf(log, sizeof log, "%s/sink.log", s->dir);
-  const char *argv[] = {"/usr/bin/python3", PF_SINK_PY, "--proto-dir", PF_PROTO_DIR, "--port-file",
-                        portfile,           "--out",    s->out,        NULL};
-  s->pid = fork();
-  assert_true(s->pid >= 0);
-  if (s->pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
-    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
-    execv(argv[0], (char *const *)argv);
-    _exit(127);
-  }
-  for (int i = 0; i < 400 && s->port <= 0; i++) { /* up to 20 s */
-    char *p = slurp(portfile);
-    s->port = atoi(p);
-    free(p);
-    if (s->port > 0) return;
-    if (waitpid(s->pid, NULL, WNOHANG) == s->pid) break;
-    sleep_ms(50);
-  }
-  char *l = slurp(log);
-  fail_msg("sink did not start:\n%s", l);
-}
-
-static void sink_stop(sink *s) {
-  if (s->pid > 0) {
-    kill(s->pid, SIGTERM);
-    int i = 0;
-    while (waitpid(s->pid, NULL, WNOHANG) != s->pid && i++ < 200) sleep_ms(25);
-    if (i > 200) kill(s->pid, SIGKILL), waitpid(s->pid, NULL, 0);
-    s->pid = 0;
-  }
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
-  assert_int_equal(system(cmd), 0);
-}
+/* The sink processes come from sink_proc.h. */
 
 /* How many lines of the sink's output hold this span id (hex). */
 static int lines_with(const char *text, const char *needle) {
@@ -338,8 +273,8 @@ static pf_deadline in_ms(uint32_t ms) {
 static void test_export_split(void **state) {
   (void)state;
   sink a, b;
-  sink_start(&a);
-  sink_start(&b);
+  sink_start(&a, NULL);
+  sink_start(&b, NULL);
   char ea[64], eb[64], dead[64];
   snprintf(ea, sizeof ea, "127.0.0.1:%d", a.port);
   snprintf(eb, sizeof eb, "127.0.0.1:%d", b.port);
@@ -437,7 +372,7 @@ static void test_export_split(void **state) {
 static void test_export_dns(void **state) {
   (void)state;
   sink a;
-  sink_start(&a);
+  sink_start(&a, NULL);
   pc_exporter_cfg cfg = {.name = "loadbalancing/dns",
                          .type = PC_EXPORTER_LOADBALANCING,
                          .timeout_ms = 5000,

@@ -24,39 +24,10 @@
 #include "chunk_builder.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "pc_exporter.h"
+#include "sink_proc.h"
 
-#ifndef PF_SINK_PY
-#error "PF_SINK_PY must name tests/integration/otlp_sink.py"
-#endif
-#ifndef PF_PROTO_DIR
-#error "PF_PROTO_DIR must name the proto directory"
-#endif
 
-/* ---- the sink ---- */
-
-typedef struct sink {
-  pid_t pid;
-  int port;
-  char dir[64], out[128], calls[128];
-} sink;
-
-static void sleep_ms(unsigned ms) {
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  pf_buf b = {0};
-  if (f) {
-    char tmp[4096];
-    size_t n;
-    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) assert_int_equal(pf_buf_append(&b, tmp, n), 0);
-    fclose(f);
-  }
-  assert_int_equal(pf_buf_append(&b, "", 1), 0);
-  return (char *)b.p;
-}
+/* ---- the sink (sink_proc.h) ---- */
 
 static int count_lines(const char *path) {
   char *s = slurp(path);
@@ -64,56 +35,6 @@ static int count_lines(const char *path) {
   for (char *p = s; *p; p++) n += *p == '\n';
   free(s);
   return n;
-}
-
-/* Starts the sink with extra arguments (NULL-terminated). */
-static void sink_start(sink *s, const char *const *extra) {
-  memset(s, 0, sizeof *s);
-  snprintf(s->dir, sizeof s->dir, "/tmp/pc_otlp_XXXXXX");
-  assert_non_null(mkdtemp(s->dir));
-  snprintf(s->out, sizeof s->out, "%s/spans.jsonl", s->dir);
-  snprintf(s->calls, sizeof s->calls, "%s/calls.jsonl", s->dir);
-  char portfile[128], log[128];
-  snprintf(portfile, sizeof portfile, "%s/port", s->dir);
-  snprintf(log, sizeof log, "%s/sink.log", s->dir);
-  const char *argv[32] = {"/usr/bin/python3", PF_SINK_PY, "--proto-dir", PF_PROTO_DIR,
-                          "--port-file",      portfile,   "--out",       s->out,
-                          "--calls",          s->calls};
-  size_t n = 10;
-  for (size_t i = 0; extra && extra[i] && n < 31; i++) argv[n++] = extra[i];
-  s->pid = fork();
-  assert_true(s->pid >= 0);
-  if (s->pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
-    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
-    execv(argv[0], (char *const *)argv);
-    _exit(127);
-  }
-  for (int i = 0; i < 400 && s->port <= 0; i++) { /* up to 20 s */
-    char *p = slurp(portfile);
-    s->port = atoi(p);
-    free(p);
-    if (s->port > 0) return;
-    if (waitpid(s->pid, NULL, WNOHANG) == s->pid) break;
-    sleep_ms(50);
-  }
-  char *l = slurp(log);
-  fail_msg("sink did not start:\n%s", l);
-}
-
-/* Stops the sink and removes its files. */
-static void sink_stop(sink *s) {
-  if (s->pid > 0) {
-    kill(s->pid, SIGTERM);
-    int i = 0;
-    while (waitpid(s->pid, NULL, WNOHANG) != s->pid && i++ < 200) sleep_ms(25);
-    if (i > 200) kill(s->pid, SIGKILL), waitpid(s->pid, NULL, 0);
-    s->pid = 0;
-  }
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
-  assert_int_equal(system(cmd), 0);
 }
 
 /* ---- chunks ---- */
