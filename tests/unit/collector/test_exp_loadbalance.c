@@ -27,13 +27,6 @@
 #include "sink_proc.h"
 #include "profilis/common.h"
 
-#ifndef PF_SINK_PY
-#error "PF_SINK_PY must name tests/integration/otlp_sink.py"
-#endif
-#ifndef PF_PROTO_DIR
-#error "PF_PROTO_DIR must name the proto directory"
-#endif
-
 #define N_TRACES 100000
 
 /* splitmix64 as a test-only source of trace ids */
