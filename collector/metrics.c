@@ -215,11 +215,15 @@ static int render_family(pc_family *f, pf_buf *out) {
       rc = pf_buf_printf(
           out, " %llu\n",
           (unsigned long long)atomic_load_explicit(&s->s.value, memory_order_relaxed));
-    else
-      rc = pf_buf_printf(
-          out, " %lld\n",
-          (long long)(s->fn ? s->fn(s->arg)
-                            : atomic_load_explicit(&s->s.gauge, memory_order_relaxed)));
+    else {
+      long long v = (long long)(s->fn ? s->fn(s->arg)
+                                      : atomic_load_explicit(&s->s.gauge, memory_order_relaxed));
+      if (f->kind == PC_GAUGE_MILLI)
+        rc = pf_buf_printf(out, " %s%lld.%03lld\n", v < 0 ? "-" : "", llabs(v / 1000),
+                           llabs(v % 1000));
+      else
+        rc = pf_buf_printf(out, " %lld\n", v);
+    }
   }
   return rc;
 }

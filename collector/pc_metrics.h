@@ -17,7 +17,9 @@ typedef struct pc_series {
   _Atomic int64_t gauge;   /* gauges */
 } pc_series;
 
-typedef enum pc_metric_kind { PC_COUNTER = 1, PC_GAUGE = 2 } pc_metric_kind;
+/* PC_GAUGE_MILLI: a gauge set in thousandths (pc_gauge_set(s, v * 1000)), rendered as v with
+ * three decimals, for rates and other fractional values. */
+typedef enum pc_metric_kind { PC_COUNTER = 1, PC_GAUGE = 2, PC_GAUGE_MILLI = 3 } pc_metric_kind;
 
 int pc_metrics_new(pc_metrics **out);
 void pc_metrics_free(pc_metrics *m);

@@ -39,6 +39,8 @@ static void test_render_exact(void **state) {
   pc_series *a2 =
       pc_metrics_series(m, PC_COUNTER, "spans_received_total", NULL, "receiver=\"grpc\"");
   pc_series *plain = pc_metrics_series(m, PC_GAUGE, "ready_flag", "No labels.", "");
+  pc_series *rate = pc_metrics_series(m, PC_GAUGE_MILLI, "kept_per_second", "Rate.", "t=\"a\"");
+  pc_series *neg = pc_metrics_series(m, PC_GAUGE_MILLI, "kept_per_second", NULL, "t=\"b\"");
   assert_non_null(a);
   assert_non_null(g);
   assert_non_null(b);
@@ -50,6 +52,8 @@ static void test_render_exact(void **state) {
   pc_gauge_set(g, 100);
   pc_gauge_add(g, -142);
   pc_gauge_set(plain, 1);
+  pc_gauge_set(rate, 1234567); /* thousandths: 1234.567 */
+  pc_gauge_set(neg, -5);
   int64_t v = 42;
   assert_int_equal(pc_metrics_gauge_fn(m, "budget_bytes", "Budget in use.", "", answer, &v), 0);
   pf_buf out = {0};
@@ -63,6 +67,10 @@ static void test_render_exact(void **state) {
                      "# HELP ready_flag No labels.\n"
                      "# TYPE ready_flag gauge\n"
                      "ready_flag 1\n"
+                     "# HELP kept_per_second Rate.\n"
+                     "# TYPE kept_per_second gauge\n"
+                     "kept_per_second{t=\"a\"} 1234.567\n"
+                     "kept_per_second{t=\"b\"} -0.005\n"
                      "# HELP budget_bytes Budget in use.\n"
                      "# TYPE budget_bytes gauge\n"
                      "budget_bytes 42\n";
