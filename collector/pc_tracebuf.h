@@ -20,6 +20,14 @@ typedef struct pc_tb_key {
   uint8_t trace_id[16];
 } pc_tb_key;
 
+/* A decided trace. */
+typedef struct pc_tb_verdict {
+  uint64_t randomness; /* the 56-bit R the decision compared */
+  uint64_t threshold;  /* the rejection threshold this stage applied (0 = kept by a rule) */
+  uint8_t keep;
+  uint8_t reason; /* the sampler's reason code */
+} pc_tb_verdict;
+
 /* What the sampler learns about a trace while it waits; the buffer only stores it. */
 typedef struct pc_tb_info {
   uint32_t tenant; /* the sampler's tenant slot */
@@ -32,6 +40,9 @@ typedef struct pc_tb_info {
   bool th_set;     /* th/factor were fixed when the root arrived */
   double factor;   /* the load factor then */
   uint64_t th;     /* the root operation's threshold then */
+  bool decided;    /* decided before its window ended (a keep or drop rule on its root): it holds
+                      no spans, only the verdict its later spans follow until the window ends */
+  pc_tb_verdict verdict; /* when decided */
 } pc_tb_info;
 
 typedef struct pc_tb_trace pc_tb_trace;
@@ -51,14 +62,6 @@ typedef struct pc_tb_span {
   uint32_t scope; /* index into the origin's scopes, UINT32_MAX = none */
   uint32_t size;  /* record bytes */
 } pc_tb_span;
-
-/* A decided trace. */
-typedef struct pc_tb_verdict {
-  uint64_t randomness; /* the 56-bit R the decision compared */
-  uint64_t threshold;  /* the rejection threshold this stage applied (0 = kept by a rule) */
-  uint8_t keep;
-  uint8_t reason; /* the sampler's reason code */
-} pc_tb_verdict;
 
 typedef struct pc_tb_limits {
   uint32_t max_traces;    /* traces held at most before the oldest must be decided */
@@ -103,6 +106,8 @@ int pc_tracebuf_append(pc_tracebuf *tb, pc_tb_trace *t, void *origin, uint32_t s
 /* Walks a trace's held spans: start with *off = 0; returns false at the end. *rec points into
  * the trace (8-byte aligned) and stays valid until the trace changes. */
 bool pc_tracebuf_next(const pc_tb_trace *t, size_t *off, pc_tb_span *hdr, const pf_span_rec **rec);
+/* Frees the spans a trace holds, keeping the trace itself (an early-decided trace). */
+void pc_tracebuf_release_spans(pc_tracebuf *tb, pc_tb_trace *t);
 /* Stops holding a trace and frees it. */
 void pc_tracebuf_close(pc_tracebuf *tb, pc_tb_trace *t);
 

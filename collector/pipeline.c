@@ -909,8 +909,9 @@ static void sampler_metrics_tenant(void *arg, const pc_sampler_tenant_stats *t) 
       {"profilis_sampler_kept_traces_per_second", "Kept traces per second (EWMA).", t->kept_tps},
   };
   snprintf(l, sizeof l, "tenant=\"%s\"", id);
-  for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) /* gauges hold thousandths */
-    pc_gauge_set(series(p, PC_GAUGE, g[i].name, g[i].help, l), (int64_t)(g[i].v * 1000));
+  for (size_t i = 0; i < sizeof g / sizeof g[0]; i++)
+    pc_gauge_set(series(p, PC_GAUGE_MILLI, g[i].name, g[i].help, l),
+                 (int64_t)(g[i].v * 1000 + 0.5)); /* rates are never negative */
   const struct {
     const char *name, *help;
     uint64_t v;

@@ -821,15 +821,13 @@ static void count_verdict(tenant *t, const pc_tb_info *in, pc_sample_reason why,
   }
 }
 
-static void decide(pc_sampler *s, pc_tb_trace *tr, decide_mode mode) {
+/* Decides a trace from the spans it holds: emits or drops them and counts the verdict, which
+ * is returned in *v. Returns false when it holds no spans (nothing to decide). */
+static bool settle(pc_sampler *s, pc_tb_trace *tr, decide_mode mode, pc_tb_verdict *v) {
   tenant *t = &s->ts.t[tr->info.tenant];
   pc_tb_info *in = &tr->info;
   entry e = {0};
-  if (!entry_find(tr, &e)) { /* no spans: nothing to emit */
-    if (s->last == tr) s->last = NULL;
-    pc_tracebuf_close(s->tb, tr);
-    return;
-  }
+  if (!entry_find(tr, &e)) return false;
   origin *eo = e.hdr.origin;
   if (!in->root_seen || in->op < 0)
     in->op = op_get(s, t, eo->service, pf_rec_name(e.rec), e.rec->name_len, s->now);
@@ -856,10 +854,32 @@ static void decide(pc_sampler *s, pc_tb_trace *tr, decide_mode mode) {
       t->spans_dropped++;
     origin_unref(s, h.origin);
   }
-  pc_tb_verdict v = {.randomness = rnd, .threshold = th, .keep = keep, .reason = (uint8_t)why};
-  pc_tracebuf_remember_trace(s->tb, tr, &v);
+  *v = (pc_tb_verdict){.randomness = rnd, .threshold = th, .keep = keep, .reason = (uint8_t)why};
+  return true;
+}
+
+/* Ends a trace's window: decides it (unless a rule did already), remembers the verdict for the
+ * spans still to come and stops holding it. */
+static void decide(pc_sampler *s, pc_tb_trace *tr, decide_mode mode) {
+  pc_tb_verdict v = tr->info.verdict;
+  if (tr->info.decided || settle(s, tr, mode, &v)) pc_tracebuf_remember_trace(s->tb, tr, &v);
   if (s->last == tr) s->last = NULL;
   pc_tracebuf_close(s->tb, tr);
+}
+
+/* A root span whose rule keeps or drops its trace whatever else arrives: the trace is decided
+ * now (its spans are not held for the window), and stays in the table, holding only the
+ * verdict, until its window ends, so later spans follow it as they would have joined it. */
+static void decide_by_rule(pc_sampler *s, const tenant *t, pc_tb_trace *tr) {
+  const pc_tb_info *in = &tr->info;
+  if (in->decided || !in->root_seen || in->rule < 0) return;
+  pc_sample_action a = t->rules[in->rule].action;
+  if (a != PC_SAMPLE_KEEP && a != PC_SAMPLE_DROP) return;
+  pc_tb_verdict v;
+  if (!settle(s, tr, EXPIRED, &v)) return;
+  pc_tracebuf_release_spans(s->tb, tr);
+  tr->info.decided = true;
+  tr->info.verdict = v;
 }
 
 static uint64_t window_now(const pc_sampler *s) {
@@ -977,6 +997,11 @@ static void hold(pc_sampler *s, tenant *t, uint32_t slot, const pc_tb_key *k, ui
     }
     tr->info.tenant = slot;
   }
+  if (tr->info.decided) {
+    s->last = tr;
+    follow(s, t, o, scope, r, &tr->info.verdict);
+    return;
+  }
   if (pc_tracebuf_append(s->tb, tr, o, scope, r)) {
     s->st.emit_failed_spans++;
     if (!tr->n_spans) pc_tracebuf_close(s->tb, tr);
@@ -986,6 +1011,7 @@ static void hold(pc_sampler *s, tenant *t, uint32_t slot, const pc_tb_key *k, ui
   s->last = tr;
   o->refs++;
   note_span(s, t, tr, o, r);
+  decide_by_rule(s, t, tr);
   relieve(s);
 }
 

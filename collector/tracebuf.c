@@ -277,6 +277,13 @@ bool pc_tracebuf_next(const pc_tb_trace *t, size_t *off, pc_tb_span *hdr, const 
   return true;
 }
 
+void pc_tracebuf_release_spans(pc_tracebuf *tb, pc_tb_trace *t) {
+  uint64_t before = trace_bytes(t);
+  pf_buf_free(&t->spans);
+  t->n_spans = 0;
+  tb->bytes -= before - trace_bytes(t);
+}
+
 /* Removes t's slot; later slots of the probe run shift back into the gap so every remaining
  * key stays reachable from its home slot. */
 static void unlink_slot(pc_tracebuf *tb, pc_tb_trace *t) {

@@ -650,6 +650,67 @@ static void test_rule_precedence(void **state) {
   h_got_clear(&g);
 }
 
+/* A keep or drop rule on the root decides its trace when the root arrives: kept spans go out at
+ * once and nothing more is held for it; spans arriving later within the window follow that
+ * verdict (an error does not undo a drop rule), and after the window the remembered one. */
+static void test_rule_decides_at_root(void **state) {
+  (void)state;
+  pc_sample_rule rules[] = {{.route = "/checkout*", .action = PC_SAMPLE_KEEP},
+                            {.route = "/healthz", .action = PC_SAMPLE_DROP}};
+  pc_sample_policy pol;
+  pc_sample_policy_defaults(&pol);
+  pol.target_tps = 10;
+  pol.rules = rules;
+  pol.n_rules = 2;
+  got g = {0};
+  pc_sampler *s = mk(&pol, 1, 1 * SEC, &g);
+  const uint64_t lo = 1;
+  sp a[] = {
+      {.trace = 1, .r = lo, .sid = 2, .parent = 1, .name = "db"}, /* a child before its root */
+      {.trace = 1, .r = lo, .sid = 1, .name = "POST /checkout/pay"},
+      {.trace = 2, .r = lo, .sid = 1, .name = "GET /healthz", .status = PROFILIS_STATUS_ERROR},
+      {.trace = 3, .r = lo, .sid = 1, .name = "GET /home"}, /* no rule: waits */
+  };
+  offer_spans(s, 0, "web", NULL, a, 4);
+  assert_int_equal(g.spans, 2); /* trace 1, before any window ended */
+  assert_string_equal(h_ts(h_find(&g, 1, 1, NULL)), "ot=th:0");
+  assert_string_equal(h_ts(h_find(&g, 1, 2, NULL)), "ot=th:0");
+  pc_sampler_stats st;
+  pc_sampler_global_stats(s, &st);
+  assert_int_equal(st.held_traces, 3); /* 1 and 2 keep only their verdict until the window ends */
+  uint64_t verdict_only = st.held_bytes;
+  tstats x = stats_of(s, "");
+  assert_int_equal(x.t.kept[PC_REASON_RULE], 1);
+  assert_int_equal(x.t.dropped[PC_REASON_RULE], 1);
+  assert_int_equal(x.t.spans_dropped, 1);
+  sp late[] = {
+      {.trace = 1, .r = lo, .sid = 3, .parent = 1, .name = "cache"},
+      {.trace = 2, .r = lo, .sid = 2, .parent = 1, .name = "db", .status = PROFILIS_STATUS_ERROR},
+  };
+  offer_spans(s, 500 * MS, "web", NULL, late, 2);
+  assert_int_equal(g.spans, 3);
+  assert_string_equal(h_ts(h_find(&g, 1, 3, NULL)), "ot=th:0");
+  assert_int_equal(h_count_trace(&g, 2), 0);
+  pc_sampler_global_stats(s, &st);
+  assert_int_equal(st.held_bytes, verdict_only); /* the late spans were not held */
+  pc_sampler_tick(s, 1100 * MS, 0);
+  pc_sampler_global_stats(s, &st);
+  assert_int_equal(st.held_traces, 0);
+  assert_int_equal(st.held_bytes, 0);
+  assert_int_equal(h_count_trace(&g, 3), 1); /* decided by its window: a new operation keeps */
+  sp later[] = {{.trace = 1, .r = lo, .sid = 4, .parent = 1, .name = "queue"}};
+  offer_spans(s, 2 * SEC, "web", NULL, later, 1);
+  assert_int_equal(h_count_trace(&g, 1), 4); /* the remembered verdict */
+  x = stats_of(s, "");
+  assert_int_equal(x.t.late_kept, 2);
+  assert_int_equal(x.t.late_dropped, 1);
+  assert_int_equal(x.t.kept[PC_REASON_RULE], 1);
+  assert_int_equal(x.t.dropped[PC_REASON_RULE], 1);
+  assert_accounted(s, "");
+  pc_sampler_free(s);
+  h_got_clear(&g);
+}
+
 /* Errors and slow spans keep a trace the probability would drop, also when they arrive after
  * the root within the window; keep_errors false lets an error trace go. */
 static void test_errors_latency(void **state) {
@@ -944,15 +1005,13 @@ static void test_invalid_span(void **state) {
  * and are still delivered; c starts fresh. A bad configuration changes nothing. */
 static void test_reload(void **state) {
   (void)state;
-  pc_sample_rule drop_all = {.route = "*", .action = PC_SAMPLE_DROP};
   pc_sample_policy p1[2];
   pc_sample_policy_defaults(&p1[0]);
   pc_sample_policy_defaults(&p1[1]);
   p1[0].tenant = "a";
   p1[0].target_tps = 100;
   p1[1].tenant = "b";
-  p1[1].rules = &drop_all;
-  p1[1].n_rules = 1;
+  p1[1].target_tps = 0.5; /* b's traces wait for their window */
   pc_sampler_cfg cfg;
   pc_sampler_cfg_defaults(&cfg);
   cfg.window_ns = 5 * SEC;
@@ -1049,6 +1108,7 @@ int main(void) {
       cmocka_unit_test(test_overflow_follows_verdict),
       cmocka_unit_test(test_late_spans),
       cmocka_unit_test(test_rule_precedence),
+      cmocka_unit_test(test_rule_decides_at_root),
       cmocka_unit_test(test_errors_latency),
       cmocka_unit_test(test_tenants_apart),
       cmocka_unit_test(test_rv),
