@@ -38,6 +38,7 @@ typedef struct pc_chunk {
   bool modified;       /* a stage changed the spans: raw must not be forwarded */
   uint64_t budget_bytes; /* charged to the memory budget */
   uint64_t received_ns;  /* monotonic time of receipt */
+  struct pc_chunk *qnext; /* link in the pipeline's sampler queue (the only queue that links) */
 } pc_chunk;
 
 /* Allocates an empty chunk with one reference. Returns NULL on allocation failure. */

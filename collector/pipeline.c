@@ -120,14 +120,17 @@ struct pc_pipeline {
   pc_series *refused_budget, *refused_draining, *refused_req_budget, *refused_req_draining;
   tenant_series unknown; /* refusals before a tenant is known */
   pc_series *dropped_removed; /* sampled spans whose tenant a reload removed */
-  /* adaptive sampling: the sampler (NULL until a tenant samples), its lock and its timer */
+  /* adaptive sampling: the sampler (NULL until a tenant samples), its lock, and its stage: a
+   * thread that takes the sampled tenants' chunks from a queue (so the receivers only hand
+   * them over) and ticks the sampler every TICK_NS */
   pc_sampler *sampler;
   pthread_mutex_t smu; /* order: p->lock (read), then smu */
   pthread_t tick_thread;
   bool tick_started;
-  pthread_mutex_t tick_mu;
+  pthread_mutex_t tick_mu; /* guards the queue and tick_stop */
   pthread_cond_t tick_cv;
   bool tick_stop;
+  pc_chunk *sq_head, *sq_tail; /* queued for the sampler, each holding a reference */
 };
 
 /* ---- time and waiting ---- */
@@ -947,41 +950,92 @@ static void sampler_metrics(pc_pipeline *p) {
   pc_sampler_tenant_stats_each(p->sampler, sampler_metrics_tenant, p);
 }
 
-/* Every 100 ms: the sampler decides the traces whose window ended and adapts to the load
- * (the memory budget's fill); every second its figures go to the metrics. */
+/* Offers queued chunks to the sampler. p->lock (read) and smu are held. A chunk the sampler
+ * cannot take (no memory for its window) goes to its exporters unsampled: accepted spans are
+ * never lost. */
+static void sampler_take(pc_pipeline *p, pc_chunk *list, uint64_t now) {
+  for (pc_chunk *c = list; c; c = c->qnext) {
+    if (pc_sampler_offer(p->sampler, now, c) == 0) continue;
+    pc_troute *t = troute_of(p->route, c->tenant);
+    if (!t) {
+      pc_counter_add(p->dropped_removed, c->n_spans);
+      continue;
+    }
+    for (size_t i = 0; i < t->n; i++) slot_enqueue(t->slots[i], &c, 1, now);
+  }
+}
+
+/* The sampler stage: takes the queued chunks as they come; every 100 ms decides the traces
+ * whose window ended and adapts to the load (the memory budget's fill); every second its
+ * figures go to the metrics. On stop it takes what is still queued first. */
 static void *tick_main(void *arg) {
   pc_pipeline *p = arg;
-  uint64_t last_metrics = 0;
+  uint64_t last_metrics = 0, next_tick = pf_mono_ns() + TICK_NS;
   pthread_mutex_lock(&p->tick_mu);
-  while (!p->tick_stop) {
-    wait_until(&p->tick_cv, &p->tick_mu, pf_mono_ns() + TICK_NS);
-    if (p->tick_stop) break;
+  for (;;) {
+    if (!p->sq_head && !p->tick_stop && pf_mono_ns() < next_tick)
+      wait_until(&p->tick_cv, &p->tick_mu, next_tick);
+    pc_chunk *list = p->sq_head;
+    p->sq_head = p->sq_tail = NULL;
+    bool stop = p->tick_stop;
     pthread_mutex_unlock(&p->tick_mu);
     uint64_t now = pf_mono_ns();
-    uint64_t limit = atomic_load(&p->limit), used = atomic_load(&p->used);
-    double load = limit ? (double)used / (double)limit : 0;
     pthread_rwlock_rdlock(&p->lock);
     pthread_mutex_lock(&p->smu);
     if (p->sampler) {
-      pc_sampler_tick(p->sampler, now, load > 1 ? 1 : load);
-      if (now - last_metrics >= 1000000000u) {
-        last_metrics = now;
-        sampler_metrics(p);
+      sampler_take(p, list, now);
+      if (now >= next_tick) {
+        next_tick = now + TICK_NS;
+        uint64_t limit = atomic_load(&p->limit), used = atomic_load(&p->used);
+        double load = limit ? (double)used / (double)limit : 0;
+        pc_sampler_tick(p->sampler, now, load > 1 ? 1 : load);
+        if (now - last_metrics >= 1000000000u) {
+          last_metrics = now;
+          sampler_metrics(p);
+        }
       }
     }
     pthread_mutex_unlock(&p->smu);
     pthread_rwlock_unlock(&p->lock);
+    while (list) {
+      pc_chunk *next = list->qnext;
+      chunk_release(p, list);
+      list = next;
+    }
     pthread_mutex_lock(&p->tick_mu);
+    if (stop && !p->sq_head) break;
   }
   pthread_mutex_unlock(&p->tick_mu);
   return NULL;
+}
+
+/* Hands a sampled tenant's chunk to the sampler stage (a reference goes with it). Returns
+ * false when the stage is not running. */
+static bool sampler_queue(pc_pipeline *p, pc_chunk *c) {
+  pthread_mutex_lock(&p->tick_mu);
+  bool running = p->tick_started && !p->tick_stop;
+  if (running) {
+    pc_chunk_ref(c);
+    c->qnext = NULL;
+    if (p->sq_tail)
+      p->sq_tail->qnext = c;
+    else {
+      p->sq_head = c;
+      pthread_cond_signal(&p->tick_cv);
+    }
+    p->sq_tail = c;
+  }
+  pthread_mutex_unlock(&p->tick_mu);
+  return running;
 }
 
 static int tick_start(pc_pipeline *p) {
   if (p->tick_started || !p->sampler) return 0;
   if (pthread_create(&p->tick_thread, NULL, tick_main, p)) return PROFILIS_ENOMEM;
   pthread_setname_np(p->tick_thread, "pc-sampler");
+  pthread_mutex_lock(&p->tick_mu);
   p->tick_started = true;
+  pthread_mutex_unlock(&p->tick_mu);
   return 0;
 }
 
@@ -991,8 +1045,10 @@ static void tick_stop(pc_pipeline *p) {
   p->tick_stop = true;
   pthread_cond_signal(&p->tick_cv);
   pthread_mutex_unlock(&p->tick_mu);
-  pthread_join(p->tick_thread, NULL);
+  pthread_join(p->tick_thread, NULL); /* it takes what was queued before it ends */
+  pthread_mutex_lock(&p->tick_mu);
   p->tick_started = false;
+  pthread_mutex_unlock(&p->tick_mu);
 }
 
 /* ---- public ---- */
@@ -1129,6 +1185,7 @@ static void dispatch(pc_pipeline *p, pc_troute *t, pc_chunk *c, uint64_t now) {
   }
   pc_counter_add(t->ts.accepted, c->n_spans);
   if (t->sampled) {
+    if (sampler_queue(p, c)) return; /* the stage holds its own reference */
     pthread_mutex_lock(&p->smu);
     int rc = pc_sampler_offer(p->sampler, now, c);
     pthread_mutex_unlock(&p->smu);
