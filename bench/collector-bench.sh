@@ -39,7 +39,7 @@ if [ "$FEATURES" = all ] || [ "$FEATURES" = tenancy ]; then
   [ -n "${TARGET:-}" ] && SAMPLING="{target: $TARGET}"
   [ "$FEATURES" = all ] && TENANTS="$TENANTS
     sampling: $SAMPLING
-sampling: {decision_wait: 1s, max_memory: 256MiB, max_traces: 2000000}"
+sampling: {decision_wait: 1s, max_memory: 768MiB, max_traces: 2000000}"
   AUTH=(--header "authorization=Bearer bench-token")
 fi
 cat > "$WD/c.yaml" <<YAML
@@ -48,7 +48,7 @@ receivers:
     grpc: {endpoint: "127.0.0.1:$G"}
     http: {endpoint: "127.0.0.1:$H"}
 admin: {endpoint: "127.0.0.1:$A"}
-limits: {memory_limit: 256MiB}
+limits: {memory_limit: 1GiB}
 exporters:
   jsonl: {path: $WD/spans.jsonl, rotation: {max_size: 0}, batch: {size: 512, timeout: 200ms}$BREAKER}
   prometheus: {}
@@ -64,14 +64,18 @@ sleep 1
 col_cpu_ns() { cat /proc/$COL/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
 status_kib() { awk -v k="$1:" '$1 == k {print $2}' /proc/$COL/status; }
 # Spans the JSONL exporter has taken (rendered and handed to the file); when sampling drops
-# spans (TARGET), the spans the span metrics saw, i.e. every accepted one.
+# spans (TARGET), the spans the span metrics saw, i.e. every accepted one. taken() adds the
+# spans the sampler dropped (load degradation may drop some even when it keeps every trace).
 EXPORTER=jsonl
 [ -n "${TARGET:-}" ] && [ "$FEATURES" = all ] && EXPORTER=prometheus
-sent() {
+metric_sum() {
   curl -s "http://127.0.0.1:$A/metrics" |
-    awk -v e="$EXPORTER" 'index($0, "profilis_exporter_sent_spans_total{exporter=\"" e "\"") == 1 {printf "%.0f", $2}'
+    awk -v e="$EXPORTER" -v d="$1" 'index($0, "profilis_exporter_sent_spans_total{exporter=\"" e "\"") == 1 ||
+      (d && index($0, "profilis_sampler_spans_dropped_total{") == 1) {n += $2} END {printf "%.0f", n}'
 }
-wait_sent() { for _ in $(seq 3000); do [ "$(sent)" -ge "$1" ] && return; sleep 0.02; done; }
+sent() { metric_sum ""; }
+taken() { if [ "$EXPORTER" = jsonl ]; then metric_sum 1; else metric_sum ""; fi; }
+wait_sent() { for _ in $(seq 3000); do [ "$(taken)" -ge "$1" ] && return; sleep 0.02; done; }
 # After a phase: waits until the file holds every span the exporter took (it is flushed within
 # flush_interval), adds them up, and empties the file for the next phase.
 delivered=0
@@ -89,14 +93,14 @@ echo "rss_idle_kib $(status_kib VmRSS) (anon $(status_kib RssAnon), file $(statu
 
 # 10k spans/s for 5 s
 if [ -z "${SKIP_10K:-}" ]; then
-base=$(sent); c0=$(col_cpu_ns)
+base=$(taken); c0=$(col_cpu_ns)
 "$BIN/profilis-loadgen" --endpoint 127.0.0.1:$G --duration 5 --rate 10000 --workers 1 --attrs 2 \
   "${AUTH[@]}" >"$WD/lg.out" 2>/dev/null &
 LG=$!
 peak=0; while kill -0 $LG 2>/dev/null; do r=$(status_kib VmRSS); [ "$r" -gt "$peak" ] && peak=$r; sleep 0.2; done
 wait $LG
 wait_sent $((base + $(sed -n 's/^sent=\([0-9]*\).*/\1/p' "$WD/lg.out")))
-c1=$(col_cpu_ns); got=$(( $(sent) - base ))
+c1=$(col_cpu_ns); got=$(( $(taken) - base ))
 echo "rss_10k_spans_per_s_kib $peak"
 awk -v t=$((c1 - c0)) -v n=$got 'BEGIN {printf "cpu_us_per_span_at_10k %.3f\n", t / 1e3 / n}'
 collect_lines
@@ -106,7 +110,7 @@ fi
 rates= col_us= lg_us=
 TIMEFORMAT='%U %S'
 for i in $(seq "$RUNS"); do
-  base=$(sent); c0=$(col_cpu_ns); t0=$(now)
+  base=$(taken); c0=$(col_cpu_ns); t0=$(now)
   { time "$BIN/profilis-loadgen" --endpoint 127.0.0.1:$G --spans "$SPANS" --workers 1 --attrs 2 \
       --queue-size 65536 --batch-size 512 --block --depth "${DEPTH:-1}" "${AUTH[@]}" --allow-loss \
       >"$WD/lg.out" 2>/dev/null; } 2>"$WD/lg.time"
@@ -114,7 +118,7 @@ for i in $(seq "$RUNS"); do
   wait_sent $((base + $(sed -n 's/.*exported=\([0-9]*\).*/\1/p' "$WD/lg.out")))
   t1=$(now)
   [ "$EXPORTER" = prometheus ] && sleep 2 # the sampler's decisions, after its window, count too
-  c1=$(col_cpu_ns); got=$(( $(sent) - base ))
+  c1=$(col_cpu_ns); got=$(( $(taken) - base ))
   r=$(awk -v n=$got -v a=$t0 -v b=$t1 'BEGIN {printf "%.0f", n / (b - a)}')
   cu=$(awk -v t=$((c1 - c0)) -v n=$got 'BEGIN {printf "%.3f", t / 1e3 / n}')
   lu=$(awk -v n=$got '{printf "%.3f", ($1 + $2) * 1e6 / n}' "$WD/lg.time")
