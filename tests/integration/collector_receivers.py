@@ -852,24 +852,38 @@ def openssl(*a, cwd):
                    stderr=subprocess.PIPE)
 
 
+EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+SERVER_EXT = "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+CLIENT_EXT = "extendedKeyUsage=clientAuth\n"
+
+
+def make_ca(d, ca):
+    """A self-signed test CA: <ca>.pem and <ca>.key in d."""
+    openssl("req", "-x509", *EC, "-keyout", ca + ".key", "-out", ca + ".pem", "-days", "2",
+            "-subj", "/CN=%s test CA" % ca, "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+
+
+def issue_cert(d, name, ca, ext, days="2", cn=None):
+    """<name>.pem / <name>.key (subject CN=cn, default name) signed by CA <ca> with the
+    extensions ext (openssl extfile text); days -1 makes one that expired a day ago."""
+    with open(os.path.join(d, name + ".ext"), "w") as f:
+        f.write(ext)
+    openssl("req", *EC, "-keyout", name + ".key", "-out", name + ".csr", "-subj",
+            "/CN=" + (cn or name), cwd=d)
+    openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
+            "-CAcreateserial", "-out", name + ".pem", "-days", days, "-extfile", name + ".ext",
+            cwd=d)
+
+
 def make_certs(d):
     """A CA, a server certificate for 127.0.0.1/localhost, a client certificate from the same
     CA and one from a CA the collector does not trust."""
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
     for ca in ("ca", "rogue"):
-        openssl("req", "-x509", *ec, "-keyout", ca + ".key", "-out", ca + ".pem", "-days", "2",
-                "-subj", "/CN=%s test CA" % ca, "-addext", "basicConstraints=critical,CA:TRUE",
-                "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-    with open(os.path.join(d, "server.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    with open(os.path.join(d, "client.ext"), "w") as f:
-        f.write("extendedKeyUsage=clientAuth\n")
-    for name, ca, ext in (("server", "ca", "server.ext"), ("client", "ca", "client.ext"),
-                          ("intruder", "rogue", "client.ext")):
-        openssl("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj",
-                "/CN=" + name, cwd=d)
-        openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
-                "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", ext, cwd=d)
+        make_ca(d, ca)
+    issue_cert(d, "server", "ca", SERVER_EXT)
+    issue_cert(d, "client", "ca", CLIENT_EXT)
+    issue_cert(d, "intruder", "rogue", CLIENT_EXT)
     return {k: os.path.join(d, k) for k in os.listdir(d)}
 
 

@@ -29,7 +29,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from collector_e2e import (PY, check, free_port, listen_yaml, metric, rss_kib,  # noqa: E402
                            wait_for, wait_port)
-from collector_receivers import make_certs, openssl  # noqa: E402
+from collector_receivers import CLIENT_EXT, issue_cert, make_certs  # noqa: E402
 
 TOKENS = {"acme": "tok-acme-7f3a", "globex": "tok-globex-91c2"}
 
@@ -433,14 +433,8 @@ def case_tenants_tls(args, wd):
 
     def tls(name):
         return os.path.join(certs, name)
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "acme.key", "-out", "acme.csr", "-subj", "/CN=acme-agent", cwd=certs)
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "globex.key", "-out", "globex.csr", "-subj", "/CN=globex-agent", cwd=certs)
     for n in ("acme", "globex"):
-        openssl("x509", "-req", "-in", n + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", n + ".pem", "-days", "2", "-extfile", "client.ext",
-                cwd=certs)
+        issue_cert(certs, n, "ca", CLIENT_EXT, cn=n + "-agent")
     sinks = {t: Sink(args, wd, t) for t in TOKENS}
     col = Collector(args, wd, sinks, tls=tls)
     try:

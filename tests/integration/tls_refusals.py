@@ -23,32 +23,17 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from collector_receivers import (LIVE, Collector, TestFailure, check,  # noqa: E402
-                                 openssl)
-
-EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-
+from collector_receivers import (CLIENT_EXT, LIVE, SERVER_EXT, Collector,  # noqa: E402
+                                 TestFailure, check, issue_cert, make_ca)
 
 def make_certs(d):
     """CA and rogue CA; server certificates valid, expired and for another name; a client one."""
     for ca in ("ca", "rogue"):
-        openssl("req", "-x509", *EC, "-keyout", ca + ".key", "-out", ca + ".pem", "-days", "2",
-                "-subj", "/CN=%s test CA" % ca, "-addext", "basicConstraints=critical,CA:TRUE",
-                "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-    exts = {"local": "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-            "other": "subjectAltName=DNS:collector.example\nextendedKeyUsage=serverAuth\n",
-            "client": "extendedKeyUsage=clientAuth\n"}
-    for k, v in exts.items():
-        with open(os.path.join(d, k + ".ext"), "w") as f:
-            f.write(v)
-    # -days -1: valid from now until a day ago, i.e. already expired when used.
-    for name, ext, days in (("server", "local", "2"), ("expired", "local", "-1"),
-                            ("otherhost", "other", "2"), ("client", "client", "2")):
-        openssl("req", *EC, "-keyout", name + ".key", "-out", name + ".csr", "-subj",
-                "/CN=" + name, cwd=d)
-        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", name + ".pem", "-days", days, "-extfile", ext + ".ext",
-                cwd=d)
+        make_ca(d, ca)
+    other = "subjectAltName=DNS:collector.example\nextendedKeyUsage=serverAuth\n"
+    for name, ext, days in (("server", SERVER_EXT, "2"), ("expired", SERVER_EXT, "-1"),
+                            ("otherhost", other, "2"), ("client", CLIENT_EXT, "2")):
+        issue_cert(d, name, "ca", ext, days)
     return lambda n: os.path.join(d, n)
 
 
