@@ -867,14 +867,25 @@ static void decide(pc_sampler *s, pc_tb_trace *tr, decide_mode mode) {
   pc_tracebuf_close(s->tb, tr);
 }
 
-/* A root span whose rule keeps or drops its trace whatever else arrives: the trace is decided
- * now (its spans are not held for the window), and stays in the table, holding only the
- * verdict, until its window ends, so later spans follow it as they would have joined it. */
-static void decide_by_rule(pc_sampler *s, const tenant *t, pc_tb_trace *tr) {
+/* Whether a trace whose root just arrived can be decided now: a keep or drop rule decides it
+ * whatever else arrives; a probability does only for a tenant that keeps neither error nor slow
+ * traces. Otherwise it waits for its window: a later error or slow span would keep a trace the
+ * probability drops, and one the probability keeps must then carry th:0 (it would have been
+ * kept anyway), not the probability's threshold, or extrapolated counts come out too high. */
+static bool final_at_root(const tenant *t, const pc_tb_trace *tr) {
   const pc_tb_info *in = &tr->info;
-  if (in->decided || !in->root_seen || in->rule < 0) return;
-  pc_sample_action a = t->rules[in->rule].action;
-  if (a != PC_SAMPLE_KEEP && a != PC_SAMPLE_DROP) return;
+  const rule *ru = in->rule >= 0 ? &t->rules[in->rule] : NULL;
+  if (ru && (ru->action == PC_SAMPLE_KEEP || ru->action == PC_SAMPLE_DROP)) return true;
+  if (t->keep_errors || t->latency_ns) return false;
+  return ru || in->th_set; /* not a provisional threshold (no traffic measured yet) */
+}
+
+/* Decides a trace when its root arrives, if final_at_root: kept spans go out at once and
+ * nothing more is held; the trace stays in the table with only its verdict until its window
+ * ends, so later spans follow it as they would have joined it. (A load rise during the window
+ * no longer tightens such a trace: it was decided before.) */
+static void decide_at_root(pc_sampler *s, const tenant *t, pc_tb_trace *tr) {
+  if (tr->info.decided || !final_at_root(t, tr)) return;
   pc_tb_verdict v;
   if (!settle(s, tr, EXPIRED, &v)) return;
   pc_tracebuf_release_spans(s->tb, tr);
@@ -942,28 +953,28 @@ static uint32_t scope_index(const pc_chunk *c, const pf_span_rec *r) {
   return i < c->n_scopes && (p - b) % sizeof *c->scopes == 0 ? (uint32_t)i : NO_SCOPE;
 }
 
-/* Updates what the trace showed so far with span r. */
-static void note_span(pc_sampler *s, tenant *t, pc_tb_trace *tr, const origin *o,
+/* Updates what the trace showed so far with span r. Returns true when r is its first root. */
+static bool note_span(pc_sampler *s, tenant *t, pc_tb_trace *tr, const origin *o,
                       const pf_span_rec *r) {
   pc_tb_info *in = &tr->info;
   if (r->status_code == PROFILIS_STATUS_ERROR) in->has_error = true;
   if (t->latency_ns && r->end_ns > r->start_ns && r->end_ns - r->start_ns >= t->latency_ns)
     in->has_slow = true;
-  if (!r->has_parent && !in->root_seen) {
-    in->root_seen = true;
-    in->op = op_get(s, t, o->service, pf_rec_name(r), r->name_len, s->now);
-    in->rule = first_rule(t, o->service, r);
-    count_arrival(s, t, in); /* at once: the rates must not lag by the window */
-    /* The threshold of the moment the trace started: what is decided W seconds later then
-     * matches the rate it was computed for. A provisional one (no traffic measured yet) is
-     * left to the decision. */
-    const op *p = &t->ops[in->op];
-    if (p->rate > 0) {
-      in->th_set = true;
-      in->th = p->th;
-      in->factor = s->factor;
-    }
+  if (r->has_parent || in->root_seen) return false;
+  in->root_seen = true;
+  in->op = op_get(s, t, o->service, pf_rec_name(r), r->name_len, s->now);
+  in->rule = first_rule(t, o->service, r);
+  count_arrival(s, t, in); /* at once: the rates must not lag by the window */
+  /* The threshold of the moment the trace started: what is decided W seconds later then
+   * matches the rate it was computed for. A provisional one (no traffic measured yet) is
+   * left to the decision. */
+  const op *p = &t->ops[in->op];
+  if (p->rate > 0) {
+    in->th_set = true;
+    in->th = p->th;
+    in->factor = s->factor;
   }
+  return true;
 }
 
 /* A span whose trace was decided already. */
@@ -1010,8 +1021,7 @@ static void hold(pc_sampler *s, tenant *t, uint32_t slot, const pc_tb_key *k, ui
   }
   s->last = tr;
   o->refs++;
-  note_span(s, t, tr, o, r);
-  decide_by_rule(s, t, tr);
+  if (note_span(s, t, tr, o, r)) decide_at_root(s, t, tr);
   relieve(s);
 }
 

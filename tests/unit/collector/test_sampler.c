@@ -655,13 +655,15 @@ static void test_rule_precedence(void **state) {
  * verdict (an error does not undo a drop rule), and after the window the remembered one. */
 static void test_rule_decides_at_root(void **state) {
   (void)state;
-  pc_sample_rule rules[] = {{.route = "/checkout*", .action = PC_SAMPLE_KEEP},
-                            {.route = "/healthz", .action = PC_SAMPLE_DROP}};
+  pc_sample_rule rules[] = {
+      {.route = "/checkout*", .action = PC_SAMPLE_KEEP},
+      {.route = "/healthz", .action = PC_SAMPLE_DROP},
+      {.span_name = "job", .action = PC_SAMPLE_PROBABILITY, .probability = 0.25}};
   pc_sample_policy pol;
   pc_sample_policy_defaults(&pol);
   pol.target_tps = 10;
   pol.rules = rules;
-  pol.n_rules = 2;
+  pol.n_rules = 3;
   got g = {0};
   pc_sampler *s = mk(&pol, 1, 1 * SEC, &g);
   const uint64_t lo = 1;
@@ -701,11 +703,65 @@ static void test_rule_decides_at_root(void **state) {
   sp later[] = {{.trace = 1, .r = lo, .sid = 4, .parent = 1, .name = "queue"}};
   offer_spans(s, 2 * SEC, "web", NULL, later, 1);
   assert_int_equal(h_count_trace(&g, 1), 4); /* the remembered verdict */
+  /* A probability rule waits for the window even when it keeps the trace: an error may still
+   * come and make it a th:0 keep. */
+  const uint64_t hi = PC_TH_MAX - 1;
+  sp job[] = {{.trace = 20, .r = hi, .sid = 1, .name = "job"}};
+  offer_spans(s, 3 * SEC, "batch", NULL, job, 1);
+  assert_int_equal(h_count_trace(&g, 20), 0);
+  sp job_err[] = {{.trace = 20, .r = hi, .sid = 2, .parent = 1, .name = "step",
+                   .status = PROFILIS_STATUS_ERROR}};
+  offer_spans(s, 3 * SEC + 500 * MS, "batch", NULL, job_err, 1);
+  pc_sampler_tick(s, 4 * SEC + 100 * MS, 0);
+  assert_int_equal(h_count_trace(&g, 20), 2);
+  assert_string_equal(h_ts(h_find(&g, 20, 1, NULL)), "ot=th:0");
   x = stats_of(s, "");
   assert_int_equal(x.t.late_kept, 2);
   assert_int_equal(x.t.late_dropped, 1);
   assert_int_equal(x.t.kept[PC_REASON_RULE], 1);
+  assert_int_equal(x.t.kept[PC_REASON_ERROR], 1); /* 20 */
   assert_int_equal(x.t.dropped[PC_REASON_RULE], 1);
+  assert_accounted(s, "");
+  pc_sampler_free(s);
+  h_got_clear(&g);
+}
+
+/* A tenant that keeps neither error nor slow traces lets the probability decide at the root,
+ * both ways: nothing later could change the verdict. */
+static void test_probability_at_root(void **state) {
+  (void)state;
+  pc_sample_rule rule = {.span_name = "job", .action = PC_SAMPLE_PROBABILITY, .probability = 0.25};
+  pc_sample_policy pol;
+  pc_sample_policy_defaults(&pol);
+  pol.keep_errors = false;
+  pol.rules = &rule;
+  pol.n_rules = 1;
+  got g = {0};
+  pc_sampler *s = mk(&pol, 1, 1 * SEC, &g);
+  const uint64_t hi = PC_TH_MAX - 1, lo = 1;
+  sp jobs[] = {{.trace = 1, .r = hi, .sid = 1, .name = "job"},
+               {.trace = 2, .r = lo, .sid = 1, .name = "job"}};
+  offer_spans(s, 0, "batch", NULL, jobs, 2);
+  assert_int_equal(g.spans, 1);
+  assert_string_equal(h_ts(h_find(&g, 1, 1, NULL)), "ot=th:c");
+  pc_sampler_stats st;
+  pc_sampler_global_stats(s, &st);
+  uint64_t verdicts_only = st.held_bytes;
+  sp late[] = {{.trace = 1, .r = hi, .sid = 2, .parent = 1, .name = "step"},
+               {.trace = 2, .r = lo, .sid = 2, .parent = 1, .name = "step",
+                .status = PROFILIS_STATUS_ERROR}};
+  offer_spans(s, 500 * MS, "batch", NULL, late, 2);
+  assert_int_equal(h_count_trace(&g, 1), 2);
+  assert_string_equal(h_ts(h_find(&g, 1, 2, NULL)), "ot=th:c");
+  assert_int_equal(h_count_trace(&g, 2), 0);
+  pc_sampler_global_stats(s, &st);
+  assert_int_equal(st.held_bytes, verdicts_only);
+  pc_sampler_flush(s, 2 * SEC);
+  tstats x = stats_of(s, "");
+  assert_int_equal(x.t.kept[PC_REASON_RULE], 1);
+  assert_int_equal(x.t.dropped[PC_REASON_RULE], 1);
+  assert_int_equal(x.t.late_kept, 1);
+  assert_int_equal(x.t.late_dropped, 1);
   assert_accounted(s, "");
   pc_sampler_free(s);
   h_got_clear(&g);
@@ -1109,6 +1165,7 @@ int main(void) {
       cmocka_unit_test(test_late_spans),
       cmocka_unit_test(test_rule_precedence),
       cmocka_unit_test(test_rule_decides_at_root),
+      cmocka_unit_test(test_probability_at_root),
       cmocka_unit_test(test_errors_latency),
       cmocka_unit_test(test_tenants_apart),
       cmocka_unit_test(test_rv),
