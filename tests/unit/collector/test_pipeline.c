@@ -4,6 +4,7 @@
  * queued data, and the accounting invariant (per exporter: accepted spans == sent + failed +
  * dropped) over random submit sequences, concurrent submitters and reloads. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "pc_config.h"
 #include "pc_exporter.h"
 #include "pc_metrics.h"
 #include "pc_pipeline.h"
@@ -711,6 +713,56 @@ static void test_invariant_concurrent_reload(void **state) {
   stop(&f);
 }
 
+/* A sampled tenant's chunks go through the sampler stage (its own thread): submitters race
+ * with each other, with the stage and with reloads that change the sampling policy; every
+ * accepted span is kept (the target is far above the rate) and reaches the exporter by the
+ * drain, which takes what is still queued for the stage and then what waits in the window. */
+static void test_sampled_tenant_stage(void **state) {
+  (void)state;
+  static const char yaml[] = "exporters:\n"
+                             "  jsonl: {path: /nonexistent/unused.jsonl, batch: {size: 64, timeout: 5ms}}\n"
+                             "service: {exporters: [jsonl]}\n"
+                             "tenants:\n"
+                             "  - id: acme\n"
+                             "    sampling: {target: 1000000}\n"
+                             "tenancy: {default_tenant: acme}\n"
+                             "sampling: {decision_wait: 20ms}\n";
+  pc_config *cfg = NULL;
+  pc_errors errs = {0};
+  assert_int_equal(pc_config_parse(yaml, sizeof yaml - 1, "<test>", &cfg, &errs), 0);
+  fixture f;
+  assert_int_equal(pc_metrics_new(&f.m), 0);
+  assert_int_equal(pc_pipeline_new_with(&f.p, cfg, f.m, test_factory, &H), 0);
+  atomic_int stop_flag = 0;
+  submitter subs[2];
+  pthread_t th[2];
+  for (int i = 0; i < 2; i++) {
+    subs[i] = (submitter){.f = &f, .rng = 91u + (uint64_t)i, .stop = &stop_flag};
+    assert_int_equal(pthread_create(&th[i], NULL, submit_loop, &subs[i]), 0);
+  }
+  for (int r = 0; r < 10; r++) {
+    struct timespec ts = {0, 15000000};
+    nanosleep(&ts, NULL);
+    cfg->tenants[0].sampling_target = 1000000 + r; /* a reload the sampler must take */
+    assert_int_equal(pc_pipeline_reload(f.p, cfg), 0);
+  }
+  atomic_store(&stop_flag, 1);
+  uint64_t accepted = 0;
+  for (int i = 0; i < 2; i++) {
+    pthread_join(th[i], NULL);
+    accepted += subs[i].accepted;
+  }
+  assert_int_equal(pc_pipeline_drain(f.p, 10000), 0);
+  assert_true(accepted > 0);
+  uint64_t got = 0; /* a reload of the tenants may rebuild the exporter: count every instance */
+  for (size_t i = 0; i < H.n; i++) got += exp_spans(H.exps[i]);
+  assert_int_equal(got, accepted);
+  assert_int_equal(pc_pipeline_budget_used(f.p), 0);
+  stop(&f);
+  pc_config_free(cfg);
+  pc_errors_free(&errs);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_admit_against_budget, setup, teardown),
@@ -724,6 +776,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_reload_keeps_data, setup, teardown),
       cmocka_unit_test_setup_teardown(test_invariant_random, setup, teardown),
       cmocka_unit_test_setup_teardown(test_invariant_concurrent_reload, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_sampled_tenant_stage, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
