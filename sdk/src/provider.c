@@ -215,7 +215,10 @@ int profilis_tracer_get(profilis_provider *p, const char *scope_name, const char
     if (t) t->scope.name = strdup(scope_name);
     if (t && scope_version) t->scope.version = strdup(scope_version);
     if (!t || !t->scope.name || (scope_version && !t->scope.version)) {
-      if (t) free(t->scope.name);
+      if (t) {
+        free(t->scope.name);
+        free(t->scope.version); /* set even when the name's copy failed */
+      }
       free(t);
       t = NULL;
       rc = PROFILIS_ENOMEM;

@@ -294,28 +294,31 @@ static inline int set_text_z(pf_buf *b, const char *s) {
 }
 
 /* Resolves the parent: explicit context, else the innermost current span (unless root).
- * Fills ids/flags into pc and the tracestate into s. Returns pc or NULL for a root span. */
-static const profilis_span_context *resolve_parent(pf_tls *T, profilis_span *s,
-                                                   const profilis_span_opts *o,
-                                                   profilis_span_context *pc) {
+ * Fills ids/flags into pc and the parent's tracestate into s; *parent is pc, o->parent or NULL
+ * for a root span. Returns 0, or PROFILIS_ENOMEM when the tracestate could not be copied (a
+ * child without it would break propagation silently). */
+static int resolve_parent(pf_tls *T, profilis_span *s, const profilis_span_opts *o,
+                          profilis_span_context *pc, const profilis_span_context **parent) {
+  *parent = NULL;
   if (o->parent) {
-    if (!ctx_valid(o->parent)) return NULL;
+    if (!ctx_valid(o->parent)) return 0;
     size_t tl = o->parent->tracestate_len;
     if (tl > PROFILIS_TRACESTATE_MAX) tl = PROFILIS_TRACESTATE_MAX;
-    set_text(&s->tracestate, o->parent->tracestate, tl);
-    return o->parent;
+    *parent = o->parent;
+    return set_text(&s->tracestate, o->parent->tracestate, tl);
   }
-  if (o->root || !T->depth) return NULL;
+  if (o->root || !T->depth) return 0;
   const pf_ctx_entry *e = &T->stack[T->depth - 1];
-  if (!e->valid) return NULL;
+  if (!e->valid) return 0;
   memcpy(pc->trace_id, e->trace_id, 16);
   memcpy(pc->span_id, e->span_id, 8);
   pc->trace_flags = e->flags;
   pc->is_remote = 0;
   pc->tracestate_len = 0;
+  *parent = pc;
   if (e->span && e->span->tracestate.len)
-    set_text(&s->tracestate, (const char *)e->span->tracestate.p, e->span->tracestate.len);
-  return pc;
+    return set_text(&s->tracestate, (const char *)e->span->tracestate.p, e->span->tracestate.len);
+  return 0;
 }
 
 /* Copying this compiles to a few vector moves; a memset of the same size becomes `rep stos`,
@@ -346,9 +349,13 @@ static int span_set_attr(profilis_span *s, const profilis_attr *a);
 static int span_add_link(profilis_span *s, const profilis_span_context *ctx,
                          const profilis_attr *attrs, size_t n_attrs);
 
+/* The attributes and links of the start options. One that cannot be stored for want of memory
+ * is counted as dropped, as the limits count theirs: the start itself succeeded. */
 static void span_add_initial(profilis_span *s, const profilis_span_opts *o) {
-  for (size_t i = 0; i < o->n_attrs; i++) span_set_attr(s, &o->attrs[i]);
-  for (size_t i = 0; i < o->n_links; i++) span_add_link(s, &o->links[i], NULL, 0);
+  for (size_t i = 0; i < o->n_attrs; i++)
+    if (span_set_attr(s, &o->attrs[i]) == PROFILIS_ENOMEM) s->rec.dropped_attrs++;
+  for (size_t i = 0; i < o->n_links; i++)
+    if (span_add_link(s, &o->links[i], NULL, 0) == PROFILIS_ENOMEM) s->rec.dropped_links++;
 }
 
 static int span_start(profilis_tracer *t, const char *name, const profilis_span_opts *opts,
@@ -365,7 +372,8 @@ static int span_start(profilis_tracer *t, const char *name, const profilis_span_
   if (!s) return PROFILIS_ENOMEM;
   span_init(s, t, &o);
   profilis_span_context pc;
-  const profilis_span_context *parent = resolve_parent(T, s, &o, &pc);
+  const profilis_span_context *parent;
+  if (resolve_parent(T, s, &o, &pc, &parent)) goto oom;
   if (parent) {
     memcpy(s->rec.trace_id, parent->trace_id, 16);
     memcpy(s->rec.parent_span_id, parent->span_id, 8);
@@ -377,13 +385,17 @@ static int span_start(profilis_tracer *t, const char *name, const profilis_span_
   if (!s->recording) {
     atomic_fetch_add_explicit(&p->sampled_out, 1, memory_order_relaxed);
   } else {
+    if (set_text_z(&s->name, name)) goto oom;
     atomic_fetch_add_explicit(&p->started, 1, memory_order_relaxed);
     s->rec.start_ns = o.start_time_ns ? o.start_time_ns : pf_clock_now_ns();
-    set_text_z(&s->name, name);
     if (o.n_attrs | o.n_links) span_add_initial(s, &o);
   }
   *out = s;
   return 0;
+oom: /* nothing half-made escapes: the caller gets the no-op span and the error */
+  s->in_use = false;
+  pool_put(T, s);
+  return PROFILIS_ENOMEM;
 }
 
 int profilis_span_start(profilis_tracer *t, const char *name, const profilis_span_opts *opts,
