@@ -39,7 +39,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from collector_e2e import PY, check, listen_yaml, metric, wait_for, wait_port  # noqa: E402
+from collector_e2e import (PY, check, listen_yaml, metric, sanitized, wait_for,  # noqa: E402
+                           wait_port)
 from tenants_e2e import TOKENS, Collector, Sink, loadgen  # noqa: E402
 
 FLAP_S = 10          # backend up this long, then down this long
@@ -117,13 +118,6 @@ def proc_status(pid):
             if k in ("VmRSS", "RssAnon", "RssFile"):
                 v[k] = int(rest.split()[0])
     return v.get("VmRSS", 0), v.get("RssAnon", 0), v.get("RssFile", 0)
-
-
-def sanitized(binary):
-    """True for an AddressSanitizer build: its allocator keeps freed memory in a quarantine
-    (256 MiB by default), so its RSS says nothing about leaks."""
-    with open(binary, "rb") as f:
-        return b"__asan_init" in f.read()
 
 
 def queue_map_kib(pid):
