@@ -951,11 +951,11 @@ static void sampler_metrics(pc_pipeline *p) {
 }
 
 /* Offers queued chunks to the sampler. p->lock (read) and smu are held. A chunk the sampler
- * cannot take (no memory for its window) goes to its exporters unsampled: accepted spans are
- * never lost. */
+ * cannot take (no memory for its window; no sampler) goes to its exporters unsampled: accepted
+ * spans are never lost. */
 static void sampler_take(pc_pipeline *p, pc_chunk *list, uint64_t now) {
   for (pc_chunk *c = list; c; c = c->qnext) {
-    if (pc_sampler_offer(p->sampler, now, c) == 0) continue;
+    if (p->sampler && pc_sampler_offer(p->sampler, now, c) == 0) continue;
     pc_troute *t = troute_of(p->route, c->tenant);
     if (!t) {
       pc_counter_add(p->dropped_removed, c->n_spans);
@@ -982,8 +982,8 @@ static void *tick_main(void *arg) {
     uint64_t now = pf_mono_ns();
     pthread_rwlock_rdlock(&p->lock);
     pthread_mutex_lock(&p->smu);
+    sampler_take(p, list, now);
     if (p->sampler) {
-      sampler_take(p, list, now);
       if (now >= next_tick) {
         next_tick = now + TICK_NS;
         uint64_t limit = atomic_load(&p->limit), used = atomic_load(&p->used);
