@@ -240,7 +240,10 @@ static const cfg_key sampling_keys[] = {
     {.key = "decision_wait", .type = K_DURATION, CFG(sampling_wait_ms), .min = 1, .max = 10 * MS_M,
      .def = "5s",
      .doc = "spans of a sampled tenant wait this long after their trace's first span, so the "
-            "whole trace is decided at once (error and latency rules)"},
+            "whole trace is decided at once (error and latency rules); a trace is decided when "
+            "its root arrives if nothing later can change the verdict (a `keep` or `drop` rule; "
+            "or any probability, for a tenant with `keep_errors: false` and no `latency`), and "
+            "its later spans within this time follow that verdict without being held"},
     {.key = "max_traces", .type = K_U32, CFG(sampling_max_traces), .min = 1, .max = 10000000,
      .def = "100000", .doc = "traces waiting at most; beyond it the oldest are decided early"},
     {.key = "max_memory", .type = K_SIZE, CFG(sampling_max_bytes), .min = MIB, .max = 64 * GIB,
@@ -2110,15 +2113,37 @@ done:
   return rc;
 }
 
-/* Reads at most MAX_FILE_BYTES + 1 bytes, so an oversized file is recognised without reading
- * it all. Returns 0, PROFILIS_EIO (errno set) or PROFILIS_ENOMEM. */
+/* Reads at most max + 1 bytes, so an oversized file is recognised without reading it all. The
+ * buffer grows with what is read: a fixed buffer of max bytes, freed at once, would raise
+ * glibc's mmap and trim thresholds for the rest of the process and keep freed heap memory
+ * resident. Returns 0, PROFILIS_EIO (errno set) or PROFILIS_ENOMEM. */
 static int read_bounded(const char *path, char **out, size_t *len, size_t max) {
   FILE *f = fopen(path, "rb");
   if (!f) return PROFILIS_EIO;
-  char *buf = malloc(max + 2);
-  int rc = buf ? 0 : PROFILIS_ENOMEM;
-  size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
-  if (!rc && ferror(f)) rc = PROFILIS_EIO;
+  char *buf = NULL;
+  size_t n = 0, cap = 0;
+  int rc = 0;
+  while (n <= max) {
+    if (n + 1 >= cap) { /* room for one more byte and the NUL */
+      size_t ncap = cap ? cap * 2 : 4096;
+      if (ncap > max + 2) ncap = max + 2;
+      char *nb = realloc(buf, ncap);
+      if (!nb) {
+        rc = PROFILIS_ENOMEM;
+        break;
+      }
+      buf = nb;
+      cap = ncap;
+    }
+    size_t want = cap - 1 - n;
+    if (want > max + 1 - n) want = max + 1 - n;
+    size_t got = fread(buf + n, 1, want, f);
+    n += got;
+    if (got < want) {
+      if (ferror(f)) rc = PROFILIS_EIO;
+      break;
+    }
+  }
   int saved = errno;
   fclose(f);
   errno = saved;
