@@ -21,10 +21,19 @@ import urllib.request
 PY = "/usr/bin/python3"
 
 
+_given_ports = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on now, never the same one twice in this process (the
+    kernel may hand a just-closed port out again: a collector's gRPC and admin ports equal)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 def check(cond, msg):
@@ -69,6 +78,24 @@ limits: %s
 
 class Collector:
     def __init__(self, args, wd, extra_exporters="", route="[jsonl, prometheus]", limits=""):
+        # A port picked free can be taken by another test before the collector binds it: then
+        # the collector exits saying so, and it starts again on other ports.
+        for attempt in range(3):
+            try:
+                self._start(args, wd, extra_exporters, route, limits)
+                return
+            except RuntimeError:
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                    self.proc.wait()
+                self.log.close()
+                with open(os.path.join(wd, "collector.log")) as f:
+                    text = f.read()
+                if attempt == 2 or "cannot listen" not in text:
+                    print("---- collector.log\n" + text, flush=True)
+                    raise
+
+    def _start(self, args, wd, extra_exporters, route, limits):
         self.grpc, self.http, self.admin = free_port(), free_port(), free_port()
         self.jsonl = os.path.join(wd, "spans.jsonl")
         cfg = os.path.join(wd, "collector.yaml")
