@@ -25,59 +25,14 @@
 
 #include <cmocka.h>
 
+#include "failmalloc_wrap.h"
 #include "pf_exporter.h"
 #include "pf_log.h"
 #include "pf_provider.h"
 #include "profilis/profilis.h"
 #include "rec_builder.h"
 
-/* ---- counting allocator ---- */
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-void __real_free(void *p);
-
-static atomic_bool g_armed;
-static atomic_long g_fail_at, g_calls, g_live;
-
-static bool fail_now(void) {
-  return atomic_load(&g_armed) && atomic_fetch_add(&g_calls, 1) == atomic_load(&g_fail_at);
-}
-
-void *__wrap_malloc(size_t n) {
-  if (fail_now()) return NULL;
-  void *p = __real_malloc(n);
-  if (atomic_load(&g_armed) && p) atomic_fetch_add(&g_live, 1);
-  return p;
-}
-
-void *__wrap_calloc(size_t n, size_t size) {
-  if (fail_now()) return NULL;
-  void *p = __real_calloc(n, size);
-  if (atomic_load(&g_armed) && p) atomic_fetch_add(&g_live, 1);
-  return p;
-}
-
-void *__wrap_realloc(void *p, size_t n) {
-  if (fail_now()) return NULL;
-  void *q = __real_realloc(p, n);
-  if (atomic_load(&g_armed) && q && !p) atomic_fetch_add(&g_live, 1);
-  return q;
-}
-
-void __wrap_free(void *p) {
-  if (atomic_load(&g_armed) && p) atomic_fetch_sub(&g_live, 1);
-  __real_free(p);
-}
-
-/* strdup lives in libc and would allocate behind the counter while free() is counted. */
-char *__wrap_strdup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *d = __wrap_malloc(n);
-  if (d) memcpy(d, s, n);
-  return d;
-}
+/* ---- counting allocator (failmalloc_wrap.h) ---- */
 
 static void arm(long fail_at) {
   atomic_store(&g_calls, 0);
