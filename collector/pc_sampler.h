@@ -10,8 +10,8 @@
  * Spans wait in a bounded decision window (pc_tracebuf.h) so a trace is decided once, with all
  * its spans: route rules (first match wins), errors and slow spans force a keep. A trace whose
  * root settles it (a keep or drop rule; a probability when errors and latency keep nothing) is
- * decided as the root arrives. Late spans follow the remembered verdict. A load input in [0,1] tightens targets
- * and the window.
+ * decided as the root arrives. Late spans follow the remembered verdict. A load input in
+ * [0,1] tightens targets and the window.
  *
  * Not thread-safe: the caller serializes every call on one sampler (the emit callback runs
  * inside offer, tick and flush and must not call back into the sampler). Internal. */

@@ -40,8 +40,8 @@ typedef struct pc_tb_info {
   bool th_set;     /* th/factor were fixed when the root arrived */
   double factor;   /* the load factor then */
   uint64_t th;     /* the root operation's threshold then */
-  bool decided;    /* decided before its window ended (a keep or drop rule on its root): it holds
-                      no spans, only the verdict its later spans follow until the window ends */
+  bool decided;    /* decided when its root arrived, before its window ended: it holds no
+                      spans, only the verdict its later spans follow until the window ends */
   pc_tb_verdict verdict; /* when decided */
 } pc_tb_info;
 

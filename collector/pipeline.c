@@ -842,18 +842,26 @@ static bool any_sampling(const pc_config *cfg) {
 
 /* Kept spans come back as new chunks: charge them (never refused: they were accepted) and
  * queue them on their tenant's exporters. Runs under the sampler lock with p->lock held. */
+static void troute_enqueue(pc_troute *t, pc_chunk *c, uint64_t now) {
+  for (size_t i = 0; i < t->n; i++) slot_enqueue(t->slots[i], &c, 1, now);
+}
+
+/* Queues a chunk from the sampler's side of the pipeline on its tenant's exporters, or counts
+ * its spans dropped when a reload removed the tenant meanwhile. */
+static void route_sampled(pc_pipeline *p, pc_chunk *c, uint64_t now) {
+  pc_troute *t = troute_of(p->route, c->tenant);
+  if (t)
+    troute_enqueue(t, c, now);
+  else
+    pc_counter_add(p->dropped_removed, c->n_spans);
+}
+
 static void sampler_emit(void *arg, pc_chunk *c) {
   pc_pipeline *p = arg;
-  pc_troute *t = troute_of(p->route, c->tenant);
   c->budget_bytes = pc_chunk_size(c);
   atomic_fetch_add(&p->used, c->budget_bytes);
   pc_gauge_add(p->budget_used_g, (int64_t)c->budget_bytes);
-  if (!t) {
-    pc_counter_add(p->dropped_removed, c->n_spans);
-  } else {
-    uint64_t now = pf_mono_ns();
-    for (size_t i = 0; i < t->n; i++) slot_enqueue(t->slots[i], &c, 1, now);
-  }
+  route_sampled(p, c, pf_mono_ns());
   chunk_release(p, c);
 }
 
@@ -954,15 +962,8 @@ static void sampler_metrics(pc_pipeline *p) {
  * cannot take (no memory for its window; no sampler) goes to its exporters unsampled: accepted
  * spans are never lost. */
 static void sampler_take(pc_pipeline *p, pc_chunk *list, uint64_t now) {
-  for (pc_chunk *c = list; c; c = c->qnext) {
-    if (p->sampler && pc_sampler_offer(p->sampler, now, c) == 0) continue;
-    pc_troute *t = troute_of(p->route, c->tenant);
-    if (!t) {
-      pc_counter_add(p->dropped_removed, c->n_spans);
-      continue;
-    }
-    for (size_t i = 0; i < t->n; i++) slot_enqueue(t->slots[i], &c, 1, now);
-  }
+  for (pc_chunk *c = list; c; c = c->qnext)
+    if (!p->sampler || pc_sampler_offer(p->sampler, now, c) != 0) route_sampled(p, c, now);
 }
 
 /* The sampler stage: takes the queued chunks as they come; every 100 ms decides the traces
@@ -983,16 +984,14 @@ static void *tick_main(void *arg) {
     pthread_rwlock_rdlock(&p->lock);
     pthread_mutex_lock(&p->smu);
     sampler_take(p, list, now);
-    if (p->sampler) {
-      if (now >= next_tick) {
-        next_tick = now + TICK_NS;
-        uint64_t limit = atomic_load(&p->limit), used = atomic_load(&p->used);
-        double load = limit ? (double)used / (double)limit : 0;
-        pc_sampler_tick(p->sampler, now, load > 1 ? 1 : load);
-        if (now - last_metrics >= 1000000000u) {
-          last_metrics = now;
-          sampler_metrics(p);
-        }
+    if (now >= next_tick) {
+      next_tick = now + TICK_NS;
+      uint64_t limit = atomic_load(&p->limit), used = atomic_load(&p->used);
+      double load = limit ? (double)used / (double)limit : 0;
+      if (p->sampler) pc_sampler_tick(p->sampler, now, load > 1 ? 1 : load);
+      if (p->sampler && now - last_metrics >= 1000000000u) {
+        last_metrics = now;
+        sampler_metrics(p);
       }
     }
     pthread_mutex_unlock(&p->smu);
@@ -1192,7 +1191,7 @@ static void dispatch(pc_pipeline *p, pc_troute *t, pc_chunk *c, uint64_t now) {
     if (rc == 0) return; /* copied into the window; the caller's reference is released */
     /* out of memory in the window: deliver unsampled rather than lose accepted spans */
   }
-  for (size_t i = 0; i < t->n; i++) slot_enqueue(t->slots[i], &c, 1, now);
+  troute_enqueue(t, c, now);
 }
 
 /* Rate limits, durable queues and the budget for an authenticated request; read lock held. */
