@@ -30,23 +30,7 @@
 #include "otlp_exporter.h"
 #include "pf_exporter.h"
 #include "rec_builder.h"
-
-#ifndef PF_SINK_PY
-#error "PF_SINK_PY must name tests/integration/otlp_sink.py"
-#endif
-#ifndef PF_PROTO_DIR
-#error "PF_PROTO_DIR must name the proto directory"
-#endif
-
-/* ---- the sink process ---- */
-
-typedef struct sink {
-  pid_t pid;
-  int port;
-  char dir[64];
-  char out[128];
-  char calls[128];
-} sink;
+#include "sink_proc.h" /* the Python grpcio sink process */
 
 static char g_dir[64]; /* per-run scratch directory (certificates) */
 
@@ -56,23 +40,6 @@ typedef struct canceler {
 } canceler;
 
 static uint64_t now_ms(void) { return pf_mono_ns() / 1000000u; }
-
-static void sleep_ms(unsigned ms) {
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return calloc(1, 1);
-  pf_buf b = {0};
-  char tmp[4096];
-  size_t n;
-  while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) assert_int_equal(pf_buf_append(&b, tmp, n), 0);
-  fclose(f);
-  assert_int_equal(pf_buf_append(&b, "", 1), 0);
-  return (char *)b.p;
-}
 
 static int count_lines(const char *path) {
   char *s = slurp(path);
@@ -94,71 +61,6 @@ static void *cancel_later(void *arg) {
   sleep_ms(k->after_ms);
   atomic_store(k->flag, 1);
   return NULL;
-}
-
-/* Starts the sink with extra arguments (NULL-terminated); port 0 picks a free one. */
-static void sink_start(sink *s, int port, const char *const *extra) {
-  memset(s, 0, sizeof *s);
-  snprintf(s->dir, sizeof s->dir, "/tmp/pf_grpc_XXXXXX");
-  assert_non_null(mkdtemp(s->dir));
-  snprintf(s->out, sizeof s->out, "%s/spans.jsonl", s->dir);
-  snprintf(s->calls, sizeof s->calls, "%s/calls.jsonl", s->dir);
-  char portfile[128], portarg[16], log[128];
-  snprintf(portfile, sizeof portfile, "%s/port", s->dir);
-  snprintf(log, sizeof log, "%s/sink.log", s->dir);
-  snprintf(portarg, sizeof portarg, "%d", port);
-  const char *argv[40] = {
-      "/usr/bin/python3", PF_SINK_PY, "--proto-dir", PF_PROTO_DIR, "--port",  portarg,
-      "--port-file",      portfile,   "--out",       s->out,       "--calls", s->calls};
-  size_t n = 12;
-  for (size_t i = 0; extra && extra[i] && n < 39; i++) argv[n++] = extra[i];
-  argv[n] = NULL;
-  s->pid = fork();
-  assert_true(s->pid >= 0);
-  if (s->pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test must not leave a server behind */
-    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
-    execv(argv[0], (char *const *)argv);
-    _exit(127);
-  }
-  for (int i = 0; i < 400; i++) { /* up to 20 s */
-    char *p = slurp(portfile);
-    s->port = atoi(p);
-    free(p);
-    if (s->port > 0) return;
-    int st;
-    if (waitpid(s->pid, &st, WNOHANG) == s->pid) break;
-    sleep_ms(50);
-  }
-  char *l = slurp(log);
-  fprintf(stderr, "sink did not start:\n%s\n", l);
-  free(l);
-  fail();
-}
-
-static void sink_stop(sink *s) {
-  if (s->pid <= 0) return;
-  kill(s->pid, SIGCONT);
-  kill(s->pid, SIGTERM);
-  for (int i = 0; i < 200; i++) {
-    int st;
-    if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-      s->pid = 0;
-      return;
-    }
-    sleep_ms(25);
-  }
-  kill(s->pid, SIGKILL);
-  waitpid(s->pid, NULL, 0);
-  s->pid = 0;
-}
-
-static void sink_cleanup(sink *s) {
-  sink_stop(s);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
-  assert_int_equal(system(cmd), 0);
 }
 
 /* A port on 127.0.0.1 where nothing listens (bound once, then closed). */
@@ -359,7 +261,7 @@ static void test_unary_and_reuse(void **state) {
   assert_int_equal(pf_grpc_client_unary(c, "relative", req.p, req.len, &dl, &res), PROFILIS_EINVAL);
   pf_buf_free(&req);
   pf_grpc_client_free(c);
-  sink_cleanup(&s);
+  sink_stop(&s);
 }
 
 static void test_large_gzip_metadata(void **state) {
@@ -407,7 +309,7 @@ static void test_large_gzip_metadata(void **state) {
   assert_string_equal(res.message, "missing header x-scope-orgid");
   pf_grpc_client_free(c);
   pf_buf_free(&big);
-  sink_cleanup(&s);
+  sink_stop(&s);
 }
 
 static void test_no_listener(void **state) {
@@ -501,7 +403,7 @@ static void test_frozen_sink_and_cancel(void **state) {
   kill(s.pid, SIGCONT);
   pf_grpc_client_free(c);
   pf_buf_free(&req);
-  sink_cleanup(&s);
+  sink_stop(&s);
 }
 
 static void test_reconnect_after_restart(void **state) {
@@ -513,7 +415,7 @@ static void test_reconnect_after_restart(void **state) {
   pf_grpc_result res;
   assert_int_equal(call(c, &req, 5000, &res), 0);
   assert_int_equal(res.status, PF_GRPC_OK);
-  sink_cleanup(&a);
+  sink_stop(&a);
   /* a new server on the same port: the next call notices the dead connection and redials */
   sink_start(&b, port, NULL);
   assert_int_equal(b.port, port);
@@ -524,15 +426,15 @@ static void test_reconnect_after_restart(void **state) {
   pf_grpc_client_get_stats(c, &st);
   assert_int_equal(st.connects, 2);
   /* and with nobody listening: a transport error, then recovery once it is back */
-  sink_stop(&b);
+  sink_kill(&b);
   assert_int_equal(call(c, &req, 2000, &res), PROFILIS_ECONNECT);
-  sink_cleanup(&b);
+  sink_stop(&b);
   sink_start(&b, port, NULL);
   assert_int_equal(call(c, &req, 5000, &res), 0);
   assert_int_equal(res.status, PF_GRPC_OK);
   pf_grpc_client_free(c);
   pf_buf_free(&req);
-  sink_cleanup(&b);
+  sink_stop(&b);
 }
 
 static void test_fork_reset(void **state) {
@@ -565,7 +467,7 @@ static void test_fork_reset(void **state) {
   assert_int_equal(count_lines(s.out), 3);
   pf_grpc_client_free(c);
   pf_buf_free(&req);
-  sink_cleanup(&s);
+  sink_stop(&s);
 }
 
 /* Responses grpcio would never send: each gets a clear status or transport error, and the
@@ -663,7 +565,7 @@ static void test_exporter_ok_and_retry(void **state) {
   assert_int_equal(count_lines(s.out), 28);
   e->destroy(e);
   batch_free(&tb);
-  sink_cleanup(&s);
+  sink_stop(&s);
 }
 
 static void test_exporter_permanent(void **state) {
@@ -683,7 +585,7 @@ static void test_exporter_permanent(void **state) {
   assert_int_equal(count_lines(s.calls), 1);
   e->destroy(e);
   batch_free(&tb);
-  sink_cleanup(&s);
+  sink_stop(&s);
 }
 
 static void test_exporter_resource_exhausted(void **state) {
@@ -702,7 +604,7 @@ static void test_exporter_resource_exhausted(void **state) {
   assert_int_equal(e->export_batch(e, &tb.batch, &dl, &rejected), PROFILIS_EPERMANENT);
   assert_int_equal(count_lines(s.calls), 1);
   e->destroy(e);
-  sink_cleanup(&s);
+  sink_stop(&s);
 
   /* with RetryInfo it is retried after the server's delay, until the deadline */
   const char *info[] = {"--status", "8", "--retry-info-ms", "150", NULL};
@@ -720,7 +622,7 @@ static void test_exporter_resource_exhausted(void **state) {
   assert_true(calls >= 4 && calls <= 7);
   assert_int_equal(atomic_load(&e->retries), (uint64_t)calls - 1);
   e->destroy(e);
-  sink_cleanup(&s);
+  sink_stop(&s);
 
   /* a pushback asks for a delay too */
   const char *pb[] = {"--status", "8", "--pushback-ms", "300", NULL};
@@ -734,7 +636,7 @@ static void test_exporter_resource_exhausted(void **state) {
   assert_true(calls >= 3 && calls <= 4);
   e->destroy(e);
   batch_free(&tb);
-  sink_cleanup(&s);
+  sink_stop(&s);
 }
 
 static void test_exporter_partial_success(void **state) {
@@ -761,7 +663,7 @@ static void test_exporter_partial_success(void **state) {
   assert_int_equal(count_lines(s.out), 5);
   e->destroy(e);
   batch_free(&tb);
-  sink_cleanup(&s);
+  sink_stop(&s);
 }
 
 /* ---- tests: TLS ---- */
@@ -878,7 +780,7 @@ static void test_tls(void **state) {
   batch_free(&tb);
   pf_buf_free(&big);
   pf_buf_free(&req);
-  sink_cleanup(&s);
+  sink_stop(&s);
 }
 
 static void test_mtls(void **state) {
@@ -934,7 +836,7 @@ static void test_mtls(void **state) {
   batch_free(&tb);
   assert_int_equal(count_lines(s.out), 3);
   pf_buf_free(&req);
-  sink_cleanup(&s);
+  sink_stop(&s);
 }
 
 static int cleanup_certs(void **state) {

@@ -22,6 +22,7 @@
 #include "chunk_builder.h"
 #include "opentelemetry/proto/common/v1/common.pb-c.h"
 #include "pc_exporter.h"
+#include "slurp.h"
 
 #ifndef PF_PROTO_DIR
 #error "PF_PROTO_DIR must name the proto directory"
@@ -57,18 +58,6 @@ static int teardown(void **state) {
 static char *path_in(char *buf, size_t cap, const char *rel) {
   snprintf(buf, cap, "%s/%s", g_dir, rel);
   return buf;
-}
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  pf_buf b = {0};
-  char tmp[4096];
-  size_t n;
-  while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) assert_int_equal(pf_buf_append(&b, tmp, n), 0);
-  fclose(f);
-  assert_int_equal(pf_buf_append(&b, "", 1), 0);
-  return (char *)b.p;
 }
 
 static long file_size(const char *path) {
@@ -422,7 +411,7 @@ static void test_bad_anyvalue(void **state) {
     tc_last_raw_attr(&t, PROFILIS_ATTR_STRING, "utf", "caf\xc3\xa9", 5);
     tc_last_raw_attr(&t, PROFILIS_ATTR_STRING, "bad", "x\xff\x01y", 4);
     assert_int_equal(export1(e, &t), 0);
-    char *text = slurp(path);
+    char *text = slurp_or_null(path);
     assert_non_null(text);
     assert_int_equal(check(path,
                            otlp ? "[{}]"
@@ -448,7 +437,7 @@ static int check_sequence(const char *base, int backups, int last, long max) {
       snprintf(p, sizeof p, "%s.%d", base, k);
     else
       snprintf(p, sizeof p, "%s", base);
-    char *text = slurp(p);
+    char *text = slurp_or_null(p);
     assert_non_null(text);
     assert_true(file_size(p) <= max);
     for (char *l = text; *l; l = strchr(l, '\n') + 1) {
@@ -602,7 +591,7 @@ static void test_tenant_paths(void **state) {
   for (int i = 0; i < 6; i++) tc_free(&t[i]);
   for (int i = 0; i < 5; i++) {
     snprintf(p, sizeof p, "%s/t/%s/spans-%s.jsonl", g_dir, dirs[i], dirs[i]);
-    char *text = slurp(p);
+    char *text = slurp_or_null(p);
     if (!text) fail_msg("missing %s", p);
     int lines = 0;
     for (char *l = text; (l = strchr(l, '\n')); l++) lines++;
@@ -645,7 +634,7 @@ static void test_open_file_bound(void **state) {
   assert_int_equal(count_fds(), before);
   for (int i = 0; i < 300; i += 37) {
     snprintf(p, sizeof p, "%s/many/t%03d.jsonl", g_dir, i);
-    char *text = slurp(p);
+    char *text = slurp_or_null(p);
     assert_non_null(text);
     assert_non_null(strstr(text, "\"name\":\"r-0000\""));
     assert_non_null(strstr(text, "\"name\":\"r-0001\""));

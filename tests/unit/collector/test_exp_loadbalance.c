@@ -266,8 +266,8 @@ static pf_deadline in_ms(uint32_t ms) {
 static void test_export_split(void **state) {
   (void)state;
   sink a, b;
-  sink_start(&a, NULL);
-  sink_start(&b, NULL);
+  sink_start(&a, 0, NULL);
+  sink_start(&b, 0, NULL);
   char ea[64], eb[64], dead[64];
   snprintf(ea, sizeof ea, "127.0.0.1:%d", a.port);
   snprintf(eb, sizeof eb, "127.0.0.1:%d", b.port);
@@ -365,7 +365,7 @@ static void test_export_split(void **state) {
 static void test_export_dns(void **state) {
   (void)state;
   sink a;
-  sink_start(&a, NULL);
+  sink_start(&a, 0, NULL);
   pc_exporter_cfg cfg = {.name = "loadbalancing/dns",
                          .type = PC_EXPORTER_LOADBALANCING,
                          .timeout_ms = 5000,

@@ -209,7 +209,7 @@ static void test_pass_through_and_reencode(void **state) {
   (void)state;
   const char *args[] = {"--require-header", "x-scope-orgid=acme", NULL};
   sink s;
-  sink_start(&s, args);
+  sink_start(&s, 0, args);
   char ep[64];
   pc_exporter_cfg cfg = otlp_cfg(ep, sizeof ep, &s);
   pc_header_cfg hs[] = {{"x-scope-orgid", "acme"}, {"x-extra", "yes"}};
@@ -280,7 +280,7 @@ static void test_retry_then_success(void **state) {
   (void)state;
   const char *args[] = {"--fail-first", "2", NULL};
   sink s;
-  sink_start(&s, args);
+  sink_start(&s, 0, args);
   char ep[64];
   pc_exporter_cfg cfg = otlp_cfg(ep, sizeof ep, &s);
   pc_exporter *e;
@@ -298,7 +298,7 @@ static void test_permanent_failure(void **state) {
   (void)state;
   const char *args[] = {"--status", "3", NULL}; /* INVALID_ARGUMENT */
   sink s;
-  sink_start(&s, args);
+  sink_start(&s, 0, args);
   char ep[64];
   pc_exporter_cfg cfg = otlp_cfg(ep, sizeof ep, &s);
   pc_exporter *e;
@@ -310,7 +310,7 @@ static void test_permanent_failure(void **state) {
   /* A missing tenant header is refused (UNAUTHENTICATED): permanent too. */
   sink_stop(&s);
   const char *args2[] = {"--require-header", "x-scope-orgid=acme", NULL};
-  sink_start(&s, args2);
+  sink_start(&s, 0, args2);
   cfg = otlp_cfg(ep, sizeof ep, &s);
   assert_int_equal(pc_otlp_exporter_new(&e, &cfg), 0);
   assert_int_equal(export_one(e, "nohdr", 10000, &rejected), PROFILIS_EPERMANENT);
@@ -324,7 +324,7 @@ static void test_retry_limits(void **state) {
   (void)state;
   const char *args[] = {"--fail-first", "100000", NULL};
   sink s;
-  sink_start(&s, args);
+  sink_start(&s, 0, args);
   char ep[64];
   pc_exporter_cfg cfg = otlp_cfg(ep, sizeof ep, &s);
   cfg.retry_max_elapsed_ms = 400;
@@ -360,7 +360,7 @@ static void test_partial_success(void **state) {
   (void)state;
   const char *args[] = {"--partial-reject", "2", NULL};
   sink s;
-  sink_start(&s, args);
+  sink_start(&s, 0, args);
   char ep[64];
   pc_exporter_cfg cfg = otlp_cfg(ep, sizeof ep, &s);
   pc_exporter *e;
@@ -408,7 +408,7 @@ static void test_tls(void **state) {
   snprintf(ca, sizeof ca, "%s/ca.crt", g_certs);
   const char *args[] = {"--tls", crt, key, NULL};
   sink s;
-  sink_start(&s, args);
+  sink_start(&s, 0, args);
   pc_exporter_cfg cfg = otlp_cfg(ep, sizeof ep, &s);
   snprintf(ep, sizeof ep, "127.0.0.1:%d", s.port); /* no scheme: TLS unless insecure */
   cfg.tls.ca_file = ca;

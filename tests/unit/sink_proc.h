@@ -1,7 +1,8 @@
-/* Test helper shared by the collector's exporter tests: runs tests/integration/otlp_sink.py (a
- * Python grpcio OTLP receiver that is not ours) as a child process on a free port, with its
- * spans and calls written under a temporary directory, and stops it again. Needs PF_SINK_PY and
- * PF_PROTO_DIR from the build and cmocka included first. Test-only: every function is static. */
+/* Test helper shared by the SDK's gRPC client test and the collector's exporter tests: runs
+ * tests/integration/otlp_sink.py (a Python grpcio OTLP receiver that is not ours) as a child
+ * process, with its spans and calls written under a temporary directory, and stops it again.
+ * Needs PF_SINK_PY and PF_PROTO_DIR from the build and cmocka included first. Test-only: every
+ * function is static. */
 #ifndef PC_TEST_SINK_PROC_H
 #define PC_TEST_SINK_PROC_H
 
@@ -15,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pf_buf.h"
+#include "slurp.h"
 
 #ifndef PF_SINK_PY
 #error "PF_SINK_PY must name tests/integration/otlp_sink.py"
@@ -36,34 +37,22 @@ static void sleep_ms(unsigned ms) {
   nanosleep(&ts, NULL);
 }
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  pf_buf b = {0};
-  if (f) {
-    char tmp[4096];
-    size_t n;
-    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) assert_int_equal(pf_buf_append(&b, tmp, n), 0);
-    fclose(f);
-  }
-  assert_int_equal(pf_buf_append(&b, "", 1), 0);
-  return (char *)b.p;
-}
-
-/* Starts the sink with extra arguments (NULL-terminated). */
-static void sink_start(sink *s, const char *const *extra) {
+/* Starts the sink on port (0 picks a free one) with extra arguments (NULL-terminated). */
+static void sink_start(sink *s, int port, const char *const *extra) {
   memset(s, 0, sizeof *s);
-  snprintf(s->dir, sizeof s->dir, "/tmp/pc_sink_XXXXXX");
+  snprintf(s->dir, sizeof s->dir, "/tmp/pf_sink_XXXXXX");
   assert_non_null(mkdtemp(s->dir));
   snprintf(s->out, sizeof s->out, "%s/spans.jsonl", s->dir);
   snprintf(s->calls, sizeof s->calls, "%s/calls.jsonl", s->dir);
-  char portfile[128], log[128];
+  char portfile[128], portarg[16], log[128];
   snprintf(portfile, sizeof portfile, "%s/port", s->dir);
   snprintf(log, sizeof log, "%s/sink.log", s->dir);
-  const char *argv[32] = {"/usr/bin/python3", PF_SINK_PY, "--proto-dir", PF_PROTO_DIR,
-                          "--port-file",      portfile,   "--out",       s->out,
-                          "--calls",          s->calls};
-  size_t n = 10;
-  for (size_t i = 0; extra && extra[i] && n < 31; i++) argv[n++] = extra[i];
+  snprintf(portarg, sizeof portarg, "%d", port);
+  const char *argv[40] = {
+      "/usr/bin/python3", PF_SINK_PY, "--proto-dir", PF_PROTO_DIR, "--port",  portarg,
+      "--port-file",      portfile,   "--out",       s->out,       "--calls", s->calls};
+  size_t n = 12;
+  for (size_t i = 0; extra && extra[i] && n < 39; i++) argv[n++] = extra[i];
   s->pid = fork();
   assert_true(s->pid >= 0);
   if (s->pid == 0) {
@@ -85,15 +74,20 @@ static void sink_start(sink *s, const char *const *extra) {
   fail_msg("sink did not start:\n%s", l);
 }
 
+/* Ends the sink process (also one a test froze with SIGSTOP); its files stay. */
+static void sink_kill(sink *s) {
+  if (s->pid <= 0) return;
+  kill(s->pid, SIGCONT);
+  kill(s->pid, SIGTERM);
+  int i = 0;
+  while (waitpid(s->pid, NULL, WNOHANG) != s->pid && i++ < 200) sleep_ms(25);
+  if (i > 200) kill(s->pid, SIGKILL), waitpid(s->pid, NULL, 0);
+  s->pid = 0;
+}
+
 /* Stops the sink and removes its files. */
 static void sink_stop(sink *s) {
-  if (s->pid > 0) {
-    kill(s->pid, SIGTERM);
-    int i = 0;
-    while (waitpid(s->pid, NULL, WNOHANG) != s->pid && i++ < 200) sleep_ms(25);
-    if (i > 200) kill(s->pid, SIGKILL), waitpid(s->pid, NULL, 0);
-    s->pid = 0;
-  }
+  sink_kill(s);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
   assert_int_equal(system(cmd), 0);
