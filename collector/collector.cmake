@@ -1,6 +1,5 @@
 # The collector: a static core library (everything but main.c, so tests can link it) and the
 # profilis-collector binary.
-pkg_check_modules(GRPC REQUIRED IMPORTED_TARGET grpc)
 pkg_check_modules(MHD REQUIRED IMPORTED_TARGET libmicrohttpd)
 pkg_check_modules(YAML REQUIRED IMPORTED_TARGET yaml-0.1)
 # The HTTP receiver makes GnuTLS (libmicrohttpd's TLS library) require and verify client
@@ -16,7 +15,7 @@ if(NOT PC_SRCS)
 endif()
 add_library(profilis_collector_core STATIC ${PC_SRCS})
 target_include_directories(profilis_collector_core PUBLIC ${CMAKE_SOURCE_DIR}/collector)
-target_link_libraries(profilis_collector_core PUBLIC profilis_static PkgConfig::GRPC PkgConfig::MHD
+target_link_libraries(profilis_collector_core PUBLIC profilis_static PkgConfig::MHD
   PkgConfig::YAML PkgConfig::GNUTLS PkgConfig::LMDB PkgConfig::NGHTTP2 PkgConfig::OPENSSL PkgConfig::ZLIB Threads::Threads m)
 target_compile_definitions(profilis_collector_core PRIVATE PROFILIS_BUILDING=1)
 

@@ -168,6 +168,8 @@ static const cfg_key grpc_keys[] = {
      .max = GIB, .def = "16MiB", .doc = "largest request message accepted"},
     {.key = "max_concurrent_streams", .type = K_U32, CFG(grpc_max_concurrent_streams), .min = 1,
      .max = 65536, .def = "128", .doc = "calls in progress at once on one connection"},
+    {.key = "max_connections", .type = K_U32, CFG(grpc_max_connections), .min = 1, .max = 1000000,
+     .def = "1024", .doc = "connections open at once; more are closed as they arrive (counted)"},
     {.key = "keepalive.time", .type = K_DURATION, CFG(grpc_keepalive_time_ms), .min = MS_S,
      .max = 24 * MS_H, .def = "2h", .doc = "idle time after which the server pings a client"},
     {.key = "keepalive.timeout", .type = K_DURATION, CFG(grpc_keepalive_timeout_ms), .min = MS_S,

@@ -130,6 +130,7 @@ typedef struct pc_config {
   char *grpc_endpoint; /* default 127.0.0.1:4317 */
   uint64_t grpc_max_recv_msg_size; /* default 16MiB */
   uint32_t grpc_max_concurrent_streams; /* default 128 */
+  uint32_t grpc_max_connections;        /* default 1024 */
   uint32_t grpc_keepalive_time_ms;      /* default 2h */
   uint32_t grpc_keepalive_timeout_ms;   /* default 20s */
   pc_tls_cfg grpc_tls;

@@ -15,7 +15,7 @@ typedef struct pc_grpc_receiver pc_grpc_receiver;
 typedef struct pc_http_receiver pc_http_receiver;
 typedef struct pc_admin pc_admin;
 
-/* Starts OTLP/gRPC on cfg->grpc_endpoint (gRPC C core server). Returns 0, PROFILIS_EIO (cannot
+/* Starts OTLP/gRPC on cfg->grpc_endpoint (nghttp2 server). Returns 0, PROFILIS_EIO (cannot
  * bind, bad TLS files; reason logged) or PROFILIS_ENOMEM. */
 int pc_grpc_receiver_start(pc_grpc_receiver **out, const pc_config *cfg, pc_pipeline *p,
                            pc_metrics *m);

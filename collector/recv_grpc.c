@@ -1,81 +1,138 @@
-/* OTLP/gRPC receiver on the gRPC C core server. A fixed set of call slots is kept requested
- * (grpc_server_request_call) so concurrent clients are served; each slot walks a small state
- * machine driven by a completion queue that its poller threads (one per two CPUs) poll:
- * REQUESTED (a call arrived) -> RECEIVING (the request message) -> FINISHING (initial
- * metadata, response, status, close) -> requested again. The core enforces message size,
- * decompresses gzip and runs TLS; this file maps the shared decode/submit outcome
- * (recv_common.h) to gRPC statuses. */
-#define _GNU_SOURCE /* sched_getaffinity, pthread_setname_np */
-#include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
-#include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
-#include <grpc/slice.h>
-#include <grpc/status.h>
-#include <grpc/support/time.h>
+/* OTLP/gRPC receiver: a small gRPC server of its own. nghttp2 runs HTTP/2 in memory
+ * (mem_recv / mem_send); this file owns the sockets, TLS (OpenSSL through memory BIOs, so
+ * every write is a send with MSG_NOSIGNAL) and the gRPC rules of one unary method. A few event
+ * loops (epoll, one per two CPUs) share the listening socket; a connection stays on the loop
+ * that accepted it, and a request is decoded and submitted on that loop when its stream ends.
+ * Bounds: connections per receiver, streams per connection (SETTINGS), header bytes per
+ * stream, message size (checked from the 5-byte prefix, before the body is buffered, and again
+ * while gunzipping), bytes queued for a peer that does not read. The outcome of a request maps
+ * to gRPC statuses through recv_common.h, like the HTTP receiver's. */
+#define _GNU_SOURCE /* accept4, pthread_setname_np, sched_getaffinity */
+#include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "grpc_frame.h"
 #include "pc_decode.h"
 #include "pc_receivers.h"
+#include "pc_tenancy.h"
 #include "pf_log.h"
 #include "profilis/common.h"
-#include "pc_tenancy.h"
 #include "recv_common.h"
 
 #define EXPORT_METHOD "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-#define N_SLOTS 32    /* calls in progress at once; later ones wait inside the core */
-#define MAX_THREADS 4 /* completion-queue pollers at most (decode runs on them) */
-#define PEM_MAX (1u << 20)
-#define STOP_GRACE_MS 10000u /* calls still running after this are cancelled */
-#define HANDSHAKE_TIMEOUT_MS 20000
+#define MAX_LOOPS 4
+#define STOP_GRACE_MS 10000u /* calls still running after this are cut off */
+#define HANDSHAKE_TIMEOUT_MS 20000u /* TLS and the HTTP/2 preface must be done by then */
+#define TICK_MS 1000             /* timer resolution: handshakes, keepalive, stop grace */
+#define READ_CHUNK (64 * 1024)
+#define READS_PER_EVENT 16       /* then other connections get their turn */
+#define OUT_HIGH (256 * 1024)    /* stop asking nghttp2 for output above this backlog */
+#define HEADER_BYTES_MAX (16 * 1024)
+#define STREAM_WINDOW (4 << 20)
+#define CONN_WINDOW (16 << 20)
+#define SUBJECT_MAX 1024
+#define MSG_MAX 256
 
-typedef enum slot_state {
-  SLOT_IDLE = 0,
-  SLOT_REQUESTED,
-  SLOT_RECEIVING,
-  SLOT_FINISHING
-} slot_state;
+typedef struct h2_loop h2_loop;
+typedef struct h2_conn h2_conn;
 
-typedef struct call_slot {
+/* One call. Request metadata the tenancy rules need is copied; the message is reassembled
+ * by the shared gRPC frame parser (prefix, size limit, gzip). */
+typedef struct h2_stream {
+  int32_t id;
+  h2_conn *c;
+  struct h2_stream *prev, *next;
+  size_t header_bytes;
+  bool post, path_ok, grpc_type, bad_encoding, answered;
+  char tenant_header[136]; /* the header naming the tenant (config), "" when none */
+  char *authorization, *tenant; /* NULL when absent */
+  size_t authorization_len, tenant_len;
+  pf_grpc_parser parser;
+  bool have_msg;
+  size_t held; /* request bytes of this stream counted in the receiver's held total */
+  /* the answer */
+  pf_buf resp; /* prefixed response message */
+  size_t resp_off;
+  int code;
+  uint32_t retry_ms;
+  char msg[MSG_MAX];       /* status message, plain */
+  char msg_enc[MSG_MAX * 3]; /* percent-encoded */
+  char code_s[4], pushback[16];
+  char *details; /* base64 google.rpc.Status, when retry_ms > 0 */
+} h2_stream;
+
+struct h2_conn {
+  h2_loop *loop;
+  h2_conn *prev, *next;
+  int fd;
+  SSL *ssl;       /* NULL for plain TCP */
+  BIO *rbio, *wbio;
+  bool tls_done;  /* handshake finished (always true without TLS) */
+  bool preface;   /* the client's SETTINGS arrived */
+  bool dead;      /* close at the end of this event */
+  bool goaway;    /* the stop GOAWAY is queued */
+  nghttp2_session *h2;
+  pf_buf out;     /* bytes for the socket, from out_off */
+  size_t out_off;
+  bool want_out;  /* EPOLLOUT registered */
+  uint64_t born_ms, active_ms, ping_ms;
+  bool ping_out;
+  char *subject;  /* verified client certificate subject (mTLS) */
+  h2_stream *streams;
+};
+
+struct h2_loop {
   pc_grpc_receiver *r;
-  slot_state state;
-  grpc_call *call;
-  grpc_call_details details;
-  grpc_metadata_array request_md;
-  grpc_byte_buffer *recv;
-  grpc_byte_buffer *send;
-  int cancelled;
-  grpc_slice status_msg;
-  char msg[256];
-  grpc_metadata trailers[2];
-  char pushback[24];
-  pf_buf scratch; /* response or google.rpc.Status bytes, reused across calls */
-} call_slot;
+  pthread_t thread;
+  bool started;
+  int ep, wake;
+  h2_conn *conns;
+  uint8_t rbuf[READ_CHUNK];
+};
 
 struct pc_grpc_receiver {
-  grpc_server *server;
-  grpc_completion_queue *cq;
-  pthread_t threads[MAX_THREADS];
-  int n_threads;
   pc_pipeline *pipeline;
   pc_recv_stats stats;
-  bool tls; /* a client certificate may name the tenant */
+  int listen_fd;
+  SSL_CTX *ssl_ctx;
+  bool mtls; /* a client certificate may name the tenant */
+  uint32_t max_msg, max_streams, keepalive_ms, keepalive_timeout_ms;
+  nghttp2_session_callbacks *cbs;
+  nghttp2_option *opt;
   atomic_bool stopping;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool server_down; /* the shutdown notification arrived */
-  bool cq_shut;
-  int active; /* slots not idle */
-  int shutdown_tag;
-  call_slot slots[N_SLOTS];
+  atomic_int n_conns;
+  int max_conns;
+  _Atomic size_t held; /* bytes of requests still arriving, over every connection */
+  size_t held_max;
+  uint64_t stop_ms; /* when stopping began */
+  pc_series *conn_refused;
+  int n_loops;
+  h2_loop loops[MAX_LOOPS];
 };
+
+/* one limiter per rate-limited log line */
+static pf_ratelimit rl_tls_cert;
+static pf_ratelimit rl_tls;
+static pf_ratelimit rl_conns;
+static pf_ratelimit rl_accept;
+static pf_ratelimit rl_keepalive;
 
 static const char *const code_names[] = {
     "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
@@ -83,482 +140,888 @@ static const char *const code_names[] = {
     "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
     "DATA_LOSS", "UNAUTHENTICATED"};
 
-static void count_status(pc_grpc_receiver *r, grpc_status_code code) {
+static void count_status(pc_grpc_receiver *r, int code) {
   unsigned c = (unsigned)code < sizeof code_names / sizeof *code_names ? (unsigned)code : 2;
   pc_recv_count_request(&r->stats, c, code_names[c]);
 }
 
-/* Called with mu held: the queue may close once the server is down and no slot is busy, and
- * not before, since a busy slot still has an operation queued on it. */
-static void maybe_close_cq(pc_grpc_receiver *r) {
-  if (r->server_down && r->active == 0 && !r->cq_shut) {
-    r->cq_shut = true;
-    grpc_completion_queue_shutdown(r->cq);
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- small encoders for trailers ---- */
+
+/* grpc-message: printable ASCII but '%' as is, everything else %XX (gRPC's HTTP/2 mapping). */
+static void percent_encode(const char *in, char *out, size_t cap) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t o = 0;
+  for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 <= cap; p++) {
+    if (*p >= 0x20 && *p <= 0x7e && *p != '%') {
+      out[o++] = (char)*p;
+    } else {
+      out[o++] = '%';
+      out[o++] = hex[*p >> 4];
+      out[o++] = hex[*p & 15];
+    }
   }
+  out[o] = '\0';
 }
 
-static void slot_idle(call_slot *s) {
-  pc_grpc_receiver *r = s->r;
-  s->state = SLOT_IDLE;
-  pthread_mutex_lock(&r->mu);
-  r->active--;
-  maybe_close_cq(r);
-  pthread_cond_broadcast(&r->cv);
-  pthread_mutex_unlock(&r->mu);
-}
-
-static void slot_release_call(call_slot *s) {
-  if (s->call) grpc_call_unref(s->call);
-  s->call = NULL;
-  if (s->recv) grpc_byte_buffer_destroy(s->recv);
-  if (s->send) grpc_byte_buffer_destroy(s->send);
-  s->recv = s->send = NULL;
-  grpc_call_details_destroy(&s->details);
-  grpc_metadata_array_destroy(&s->request_md);
-}
-
-/* Puts the slot back in line for the next call, or retires it when stopping. */
-static void slot_request(call_slot *s) {
-  pc_grpc_receiver *r = s->r;
-  if (atomic_load(&r->stopping)) {
-    slot_idle(s);
-    return;
+/* Standard base64 without padding, as -bin metadata is sent. Returns NULL on ENOMEM. */
+static char *base64(const uint8_t *p, size_t n) {
+  static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  char *out = malloc(n / 3 * 4 + 5);
+  if (!out) return NULL;
+  size_t o = 0, i = 0;
+  for (; i + 3 <= n; i += 3) {
+    uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+    out[o++] = tab[v >> 18], out[o++] = tab[v >> 12 & 63];
+    out[o++] = tab[v >> 6 & 63], out[o++] = tab[v & 63];
   }
-  grpc_call_details_init(&s->details);
-  grpc_metadata_array_init(&s->request_md);
-  s->state = SLOT_REQUESTED;
-  grpc_call_error e =
-      grpc_server_request_call(r->server, &s->call, &s->details, &s->request_md, r->cq, r->cq, s);
-  if (e != GRPC_CALL_OK) {
-    pf_log(PF_LOG_ERROR, "grpc receiver: request_call failed (%d)", (int)e);
-    grpc_call_details_destroy(&s->details);
-    grpc_metadata_array_destroy(&s->request_md);
-    slot_idle(s);
+  if (n - i == 1) {
+    out[o++] = tab[p[i] >> 2], out[o++] = tab[(p[i] & 3) << 4];
+  } else if (n - i == 2) {
+    uint32_t v = (uint32_t)p[i] << 8 | p[i + 1];
+    out[o++] = tab[v >> 10], out[o++] = tab[v >> 4 & 63], out[o++] = tab[(v & 15) << 2];
   }
+  out[o] = '\0';
+  return out;
 }
 
-static void start_batch_or_recycle(call_slot *s, const grpc_op *ops, size_t n, slot_state next) {
-  s->state = next;
-  grpc_call_error e = grpc_call_start_batch(s->call, ops, n, s, NULL);
-  if (e != GRPC_CALL_OK) {
-    pf_log(PF_LOG_ERROR, "grpc receiver: start_batch failed (%d)", (int)e);
-    slot_release_call(s);
-    slot_request(s);
-  }
+/* ---- streams ---- */
+
+static h2_stream *stream_new(h2_conn *c, int32_t id) {
+  h2_stream *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->id = id;
+  s->c = c;
+  pf_grpc_parser_init(&s->parser, c->loop->r->max_msg);
+  pc_pipeline_tenant_header(c->loop->r->pipeline, s->tenant_header, sizeof s->tenant_header);
+  s->next = c->streams;
+  if (c->streams) c->streams->prev = s;
+  c->streams = s;
+  return s;
 }
 
-/* Trailers for a refusal: the core's own pushback hint plus the google.rpc.Status carrying
- * RetryInfo that OpenTelemetry SDKs read; they then retry after the delay. */
-static size_t retry_trailers(call_slot *s, grpc_status_code code, uint32_t retry_ms) {
-  snprintf(s->pushback, sizeof s->pushback, "%u", retry_ms);
-  pf_buf_reset(&s->scratch);
-  if (pc_rpc_status_encode(&s->scratch, (int)code, s->msg, retry_ms)) return 0;
-  s->trailers[0].key = grpc_slice_from_static_string("grpc-retry-pushback-ms");
-  s->trailers[0].value = grpc_slice_from_static_string(s->pushback);
-  s->trailers[1].key = grpc_slice_from_static_string("grpc-status-details-bin");
-  s->trailers[1].value = grpc_slice_from_static_buffer(s->scratch.p, s->scratch.len);
-  return 2;
+static void stream_release(h2_stream *s) {
+  atomic_fetch_sub(&s->c->loop->r->held, s->held);
+  s->held = 0;
 }
 
-/* The final batch: initial metadata, the response message (OK only), status, close. */
-static void finish(call_slot *s, grpc_status_code code, uint32_t retry_ms) {
-  grpc_op ops[4];
+static void stream_free(h2_stream *s) {
+  h2_conn *c = s->c;
+  stream_release(s);
+  if (s->prev) s->prev->next = s->next;
+  else c->streams = s->next;
+  if (s->next) s->next->prev = s->prev;
+  pf_grpc_parser_free(&s->parser);
+  pf_buf_free(&s->resp);
+  free(s->authorization);
+  free(s->tenant);
+  free(s->details);
+  free(s);
+}
+
+#define NV(k, v, vl)                                                                               \
+  ((nghttp2_nv){(uint8_t *)(k), (uint8_t *)(v), sizeof(k) - 1, (vl),                               \
+                NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE})
+
+/* grpc-status, grpc-message and the retry hints, into nv; returns how many. */
+static size_t status_nv(h2_stream *s, nghttp2_nv *nv) {
   size_t n = 0;
-  memset(ops, 0, sizeof ops);
-  ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-  if (code == GRPC_STATUS_OK && s->send) {
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = s->send;
+  snprintf(s->code_s, sizeof s->code_s, "%d", s->code);
+  nv[n++] = NV("grpc-status", s->code_s, strlen(s->code_s));
+  if (s->msg[0]) {
+    percent_encode(s->msg, s->msg_enc, sizeof s->msg_enc);
+    nv[n++] = NV("grpc-message", s->msg_enc, strlen(s->msg_enc));
   }
-  s->status_msg = grpc_slice_from_static_string(s->msg);
-  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  ops[n].data.send_status_from_server.status = code;
-  ops[n].data.send_status_from_server.status_details = s->msg[0] ? &s->status_msg : NULL;
-  if (retry_ms > 0) {
-    ops[n].data.send_status_from_server.trailing_metadata_count = retry_trailers(s, code, retry_ms);
-    ops[n].data.send_status_from_server.trailing_metadata = s->trailers;
+  if (s->retry_ms > 0) {
+    /* the core's pushback hint, and the google.rpc.Status with RetryInfo that OpenTelemetry
+     * SDKs read before they retry */
+    snprintf(s->pushback, sizeof s->pushback, "%u", s->retry_ms);
+    nv[n++] = NV("grpc-retry-pushback-ms", s->pushback, strlen(s->pushback));
+    pf_buf st = {0};
+    if (pc_rpc_status_encode(&st, s->code, s->msg, s->retry_ms) == 0)
+      s->details = base64(st.p, st.len);
+    pf_buf_free(&st);
+    if (s->details) nv[n++] = NV("grpc-status-details-bin", s->details, strlen(s->details));
   }
-  n++;
-  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  ops[n++].data.recv_close_on_server.cancelled = &s->cancelled;
-  count_status(s->r, code);
-  start_batch_or_recycle(s, ops, n, SLOT_FINISHING);
+  return n;
 }
 
-static void finish_msg(call_slot *s, grpc_status_code code, uint32_t retry_ms, const char *msg) {
-  snprintf(s->msg, sizeof s->msg, "%s", msg);
-  finish(s, code, retry_ms);
-}
-
-static void reply_ok(call_slot *s, const pc_recv_reply *rep) {
-  pf_buf_reset(&s->scratch);
-  if (pc_encode_response_proto(&s->scratch, rep->rejected, rep->rejected ? rep->message : "")) {
-    finish_msg(s, GRPC_STATUS_UNAVAILABLE, 1000, "out of memory encoding the response");
-    return;
+static ssize_t resp_read(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *src, void *ud) {
+  (void)ud;
+  h2_stream *s = src->ptr;
+  size_t n = s->resp.len - s->resp_off;
+  if (n > length) n = length;
+  memcpy(buf, s->resp.p + s->resp_off, n);
+  s->resp_off += n;
+  if (s->resp_off == s->resp.len) {
+    nghttp2_nv nv[4];
+    size_t k = status_nv(s, nv);
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (nghttp2_submit_trailer(h2, id, nv, k) == 0) *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
   }
-  grpc_slice sl = s->scratch.len
-                      ? grpc_slice_from_copied_buffer((const char *)s->scratch.p, s->scratch.len)
-                      : grpc_empty_slice();
-  s->send = grpc_raw_byte_buffer_create(&sl, 1);
-  grpc_slice_unref(sl);
-  s->msg[0] = '\0';
-  finish(s, GRPC_STATUS_OK, 0);
+  return (ssize_t)n;
 }
 
-static void reply(call_slot *s, const pc_recv_reply *rep) {
+/* Sends the answer: headers, the response message and trailers when code is OK, else a
+ * trailers-only response. */
+static void answer(h2_stream *s, int code, uint32_t retry_ms, const char *msg) {
+  if (s->answered) return;
+  s->answered = true;
+  s->code = code;
+  s->retry_ms = retry_ms;
+  snprintf(s->msg, sizeof s->msg, "%s", msg ? msg : "");
+  count_status(s->c->loop->r, code);
+  nghttp2_nv nv[8];
+  size_t n = 0;
+  nv[n++] = NV(":status", "200", 3);
+  nv[n++] = NV("content-type", "application/grpc", 16);
+  nv[n++] = NV("grpc-accept-encoding", "identity,gzip", 13);
+  int rc;
+  if (code == PF_GRPC_OK) {
+    nghttp2_data_provider dp = {.source.ptr = s, .read_callback = resp_read};
+    rc = nghttp2_submit_response(s->c->h2, s->id, nv, n, &dp);
+  } else {
+    n += status_nv(s, nv + n);
+    rc = nghttp2_submit_response(s->c->h2, s->id, nv, n, NULL);
+  }
+  if (rc != 0) nghttp2_submit_rst_stream(s->c->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+}
+
+/* An HTTP-level refusal (not gRPC at all): just a status. */
+static void answer_http(h2_stream *s, const char *status) {
+  if (s->answered) return;
+  s->answered = true;
+  count_status(s->c->loop->r, PF_GRPC_UNKNOWN); /* what a gRPC client reports for it */
+  nghttp2_nv nv[] = {NV(":status", status, 3)};
+  if (nghttp2_submit_response(s->c->h2, s->id, nv, 1, NULL) != 0)
+    nghttp2_submit_rst_stream(s->c->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+}
+
+static void answer_reply(h2_stream *s, const pc_recv_reply *rep) {
   switch (rep->outcome) {
-  case PC_RECV_OK:
-    reply_ok(s, rep);
+  case PC_RECV_OK: {
+    uint8_t prefix[PF_GRPC_PREFIX_LEN] = {0};
+    pf_buf_reset(&s->resp);
+    if (pf_buf_append(&s->resp, prefix, sizeof prefix) ||
+        pc_encode_response_proto(&s->resp, rep->rejected, rep->rejected ? rep->message : "")) {
+      answer(s, PF_GRPC_UNAVAILABLE, 1000, "out of memory encoding the response");
+      return;
+    }
+    pf_grpc_prefix(s->resp.p, false, (uint32_t)(s->resp.len - PF_GRPC_PREFIX_LEN));
+    answer(s, PF_GRPC_OK, 0, NULL);
     break;
+  }
   case PC_RECV_INVALID:
-    finish_msg(s, GRPC_STATUS_INVALID_ARGUMENT, 0, rep->message);
+    answer(s, PF_GRPC_INVALID_ARGUMENT, 0, rep->message);
     break;
   case PC_RECV_REFUSED: {
     int code;
     unsigned http;
     bool retry;
     pc_recv_refusal_status(rep->verdict, &code, &http, &retry);
-    finish_msg(s, (grpc_status_code)code, retry ? rep->retry_after_ms : 0, rep->message);
+    answer(s, code, retry ? rep->retry_after_ms : 0, rep->message);
     break;
   }
   default:
-    finish_msg(s, GRPC_STATUS_UNAVAILABLE, 1000, rep->message);
+    answer(s, PF_GRPC_UNAVAILABLE, 1000, rep->message);
     break;
   }
 }
 
-/* The value of metadata key (lowercase) in the request, or NULL. */
-static const char *md_value(const grpc_metadata_array *md, const char *key, size_t *len) {
-  for (size_t i = 0; i < md->count; i++) {
-    if (grpc_slice_str_cmp(md->metadata[i].key, key) != 0) continue;
-    *len = GRPC_SLICE_LENGTH(md->metadata[i].value);
-    return (const char *)GRPC_SLICE_START_PTR(md->metadata[i].value);
-  }
-  return NULL;
-}
-
-/* The subject of the client's verified certificate (mTLS), copied into buf, or NULL. */
-static const char *peer_subject(grpc_call *call, char *buf, size_t cap) {
-  grpc_auth_context *ctx = grpc_call_auth_context(call);
-  if (!ctx) return NULL;
-  const char *out = NULL;
-  if (grpc_auth_context_peer_is_authenticated(ctx)) {
-    grpc_auth_property_iterator it =
-        grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_SUBJECT_PROPERTY_NAME);
-    const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
-    if (p && p->value_length < cap) {
-      memcpy(buf, p->value, p->value_length);
-      buf[p->value_length] = '\0';
-      out = buf;
-    }
-  }
-  grpc_auth_context_release(ctx);
-  return out;
-}
-
-/* The request message is in (or the call died): admit, decode, submit, answer. */
-static void on_message(call_slot *s, bool ok) {
-  pc_grpc_receiver *r = s->r;
-  pc_recv_reply rep;
-  if (!ok || !s->recv) {
-    /* cancelled, or over max_recv_msg_size (the core has already answered the client) */
-    finish_msg(s, ok ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_CANCELLED, 0,
-               "request message missing");
+/* The request stream ended: check what arrived, then admit, decode, submit, answer. */
+static void on_request_end(h2_stream *s) {
+  pc_grpc_receiver *r = s->c->loop->r;
+  if (s->answered) return;
+  if (pf_grpc_parser_midframe(&s->parser)) {
+    answer(s, PF_GRPC_INTERNAL, 0, "request message truncated");
     return;
   }
-  size_t len = grpc_byte_buffer_length(s->recv);
+  if (!s->have_msg) {
+    answer(s, PF_GRPC_INVALID_ARGUMENT, 0, "request message missing");
+    return;
+  }
+  pc_recv_reply rep;
+  size_t len = s->parser.msg_len;
+  stream_release(s); /* from here the budget accounts for it */
   if (!pc_recv_admit(&r->stats, r->pipeline, len, &rep)) {
     pc_counter_add(r->stats.bytes, len);
   } else {
-    grpc_byte_buffer_reader rd;
-    grpc_slice sl = grpc_empty_slice();
-    if (grpc_byte_buffer_reader_init(&rd, s->recv)) {
-      sl = grpc_byte_buffer_reader_readall(&rd);
-      grpc_byte_buffer_reader_destroy(&rd);
-    }
-    char header[136], subject[1024];
     pc_credentials cr = {0};
-    pc_pipeline_tenant_header(r->pipeline, header, sizeof header);
-    cr.authorization = md_value(&s->request_md, "authorization", &cr.authorization_len);
-    if (header[0])
-      cr.tenant_header = md_value(&s->request_md, header, &cr.tenant_header_len);
-    if (r->tls) cr.subject = peer_subject(s->call, subject, sizeof subject);
-    pc_recv_handle(&r->stats, r->pipeline, &cr, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl),
-                   false, &rep);
-    grpc_slice_unref(sl);
+    cr.authorization = s->authorization;
+    cr.authorization_len = s->authorization_len;
+    if (s->tenant_header[0] && s->tenant) {
+      cr.tenant_header = s->tenant;
+      cr.tenant_header_len = s->tenant_len;
+    }
+    if (r->mtls) cr.subject = s->c->subject;
+    pc_recv_handle(&r->stats, r->pipeline, &cr, s->parser.msg, len, false, &rep);
   }
-  grpc_byte_buffer_destroy(s->recv);
-  s->recv = NULL;
-  reply(s, &rep);
+  answer_reply(s, &rep);
 }
 
-static void on_new_call(call_slot *s, bool ok) {
-  if (!ok) { /* the server is shutting down */
-    grpc_call_details_destroy(&s->details);
-    grpc_metadata_array_destroy(&s->request_md);
-    slot_idle(s);
-    return;
+/* ---- nghttp2 callbacks ---- */
+
+static int cb_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *ud) {
+  h2_conn *c = ud;
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  h2_stream *s = stream_new(c, f->hd.stream_id);
+  if (!s) {
+    nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+    return 0;
   }
-  if (grpc_slice_str_cmp(s->details.method, EXPORT_METHOD) != 0) {
-    finish_msg(s, GRPC_STATUS_UNIMPLEMENTED, 0, "unknown method: only TraceService/Export");
-    return;
-  }
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_RECV_MESSAGE;
-  op.data.recv_message.recv_message = &s->recv;
-  start_batch_or_recycle(s, &op, 1, SLOT_RECEIVING);
+  return nghttp2_session_set_stream_user_data(h2, f->hd.stream_id, s) == 0
+             ? 0
+             : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
-static void on_event(call_slot *s, bool ok) {
-  switch (s->state) {
-  case SLOT_REQUESTED:
-    on_new_call(s, ok);
-    break;
-  case SLOT_RECEIVING:
-    on_message(s, ok);
-    break;
-  case SLOT_FINISHING:
-    slot_release_call(s);
-    slot_request(s);
+static bool name_is(const uint8_t *n, size_t nl, const char *s) {
+  return nl == strlen(s) && memcmp(n, s, nl) == 0;
+}
+
+static int copy_value(char **dst, size_t *dl, const uint8_t *v, size_t vl) {
+  free(*dst);
+  *dst = malloc(vl + 1);
+  if (!*dst) return -1;
+  memcpy(*dst, v, vl);
+  (*dst)[vl] = '\0';
+  *dl = vl;
+  return 0;
+}
+
+static int cb_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t *name,
+                     size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud) {
+  (void)flags, (void)ud;
+  h2_stream *s = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+  if (!s || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0; /* trailers from the client: ignored */
+  s->header_bytes += nl + vl + 32;
+  if (s->header_bytes > HEADER_BYTES_MAX) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (name_is(name, nl, ":method")) {
+    s->post = vl == 4 && memcmp(value, "POST", 4) == 0;
+  } else if (name_is(name, nl, ":path")) {
+    s->path_ok = name_is(value, vl, EXPORT_METHOD);
+  } else if (name_is(name, nl, "content-type")) {
+    /* application/grpc, application/grpc+proto, application/grpc;... */
+    s->grpc_type = vl >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
+                   (vl == 16 || value[16] == '+' || value[16] == ';');
+  } else if (name_is(name, nl, "grpc-encoding")) {
+    s->parser.gzip = name_is(value, vl, "gzip");
+    s->bad_encoding = !s->parser.gzip && !name_is(value, vl, "identity");
+  } else if (name_is(name, nl, "authorization")) {
+    if (copy_value(&s->authorization, &s->authorization_len, value, vl))
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  } else if (s->tenant_header[0] && name_is(name, nl, s->tenant_header)) {
+    if (
+        copy_value(&s->tenant, &s->tenant_len, value, vl))
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
+  return 0;
+}
+
+/* The request headers are complete: refuse what is not a call to Export at once. */
+static void on_request_headers(h2_stream *s) {
+  if (!s->post) {
+    answer_http(s, "405");
+  } else if (!s->grpc_type) {
+    answer_http(s, "415");
+  } else if (!s->path_ok) {
+    answer(s, PF_GRPC_UNIMPLEMENTED, 0, "unknown method: only TraceService/Export");
+  }
+}
+
+static void feed_error(h2_stream *s, int rc) {
+  char m[MSG_MAX];
+  if (rc == PROFILIS_ELIMIT) {
+    snprintf(m, sizeof m, "request message larger than max_recv_msg_size (%u bytes)",
+             s->c->loop->r->max_msg);
+    answer(s, PF_GRPC_RESOURCE_EXHAUSTED, 0, m);
+  } else if (rc == PROFILIS_ENOMEM) {
+    answer(s, PF_GRPC_UNAVAILABLE, 1000, "out of memory receiving the request");
+  } else if (s->bad_encoding) {
+    answer(s, PF_GRPC_UNIMPLEMENTED, 0, "grpc-encoding not supported (identity, gzip)");
+  } else {
+    answer(s, PF_GRPC_INTERNAL, 0, "malformed request message (framing or gzip)");
+  }
+}
+
+/* Counts len more bytes of s against the receiver's bound on requests still arriving (the
+ * memory budget does not see them yet). Returns false when they do not fit. */
+static bool hold(h2_stream *s, size_t len) {
+  pc_grpc_receiver *r = s->c->loop->r;
+  if (atomic_fetch_add(&r->held, len) + len > r->held_max) {
+    atomic_fetch_sub(&r->held, len);
+    return false;
+  }
+  s->held += len;
+  return true;
+}
+
+static int cb_data(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *data,
+                   size_t len, void *ud) {
+  (void)flags, (void)ud;
+  h2_stream *s = nghttp2_session_get_stream_user_data(h2, id);
+  if (s && !s->answered && !hold(s, len)) {
+    answer(s, PF_GRPC_UNAVAILABLE, 1000, "receiver buffers full: too many requests arriving at once");
+    return 0;
+  }
+  while (s && !s->answered && len > 0) {
+    if (s->have_msg) {
+      answer(s, PF_GRPC_UNIMPLEMENTED, 0, "more than one request message in a unary call");
+      break;
+    }
+    size_t used = 0;
+    int rc = pf_grpc_parser_feed(&s->parser, data, len, &used);
+    if (rc < 0) {
+      feed_error(s, rc);
+      break;
+    }
+    if (rc == 1) s->have_msg = true;
+    data += used, len -= used;
+  }
+  return 0;
+}
+
+static int cb_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *ud) {
+  h2_conn *c = ud;
+  switch (f->hd.type) {
+  case NGHTTP2_SETTINGS:
+    if (!(f->hd.flags & NGHTTP2_FLAG_ACK)) c->preface = true;
+    return 0;
+  case NGHTTP2_PING:
+    if (f->hd.flags & NGHTTP2_FLAG_ACK) c->ping_out = false;
+    return 0;
+  case NGHTTP2_HEADERS:
+  case NGHTTP2_DATA:
     break;
   default:
-    pf_log(PF_LOG_ERROR, "grpc receiver: event for an idle slot");
-    break;
+    return 0;
+  }
+  h2_stream *s = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+  if (!s) return 0;
+  if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
+    on_request_headers(s);
+  if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) on_request_end(s);
+  return 0;
+}
+
+static int cb_stream_close(nghttp2_session *h2, int32_t id, uint32_t err, void *ud) {
+  (void)err, (void)ud;
+  h2_stream *s = nghttp2_session_get_stream_user_data(h2, id);
+  if (s) {
+    /* a call the client cancelled before its message was complete */
+    if (!s->answered) count_status(s->c->loop->r, PF_GRPC_CANCELLED);
+    nghttp2_session_set_stream_user_data(h2, id, NULL);
+    stream_free(s);
+  }
+  return 0;
+}
+
+static int make_callbacks(pc_grpc_receiver *r) {
+  if (nghttp2_session_callbacks_new(&r->cbs) || nghttp2_option_new(&r->opt))
+    return PROFILIS_ENOMEM;
+  nghttp2_session_callbacks_set_on_begin_headers_callback(r->cbs, cb_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(r->cbs, cb_header);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(r->cbs, cb_data);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(r->cbs, cb_frame_recv);
+  nghttp2_session_callbacks_set_on_stream_close_callback(r->cbs, cb_stream_close);
+  /* nghttp2 itself refuses streams over SETTINGS_MAX_CONCURRENT_STREAMS */
+  nghttp2_option_set_max_outbound_ack(r->opt, 1000);
+  return 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_close(h2_conn *c) {
+  h2_loop *l = c->loop;
+  if (c->prev) c->prev->next = c->next;
+  else l->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  while (c->streams) {
+    if (!c->streams->answered) count_status(l->r, PF_GRPC_CANCELLED);
+    stream_free(c->streams);
+  }
+  if (c->h2) nghttp2_session_del(c->h2);
+  if (c->ssl) SSL_free(c->ssl); /* frees both BIOs */
+  epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+  close(c->fd);
+  pf_buf_free(&c->out);
+  free(c->subject);
+  free(c);
+  atomic_fetch_sub(&l->r->n_conns, 1);
+}
+
+static int start_h2(h2_conn *c) {
+  pc_grpc_receiver *r = c->loop->r;
+  if (nghttp2_session_server_new2(&c->h2, r->cbs, c, r->opt)) return PROFILIS_ENOMEM;
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, r->max_streams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, HEADER_BYTES_MAX},
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+  };
+  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof *iv) ||
+      nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW))
+    return PROFILIS_ENOMEM;
+  return 0;
+}
+
+/* Moves what nghttp2 (and TLS) have to say into c->out, up to the backlog limit. */
+static int collect_out(h2_conn *c) {
+  /* nothing from nghttp2 before TLS is up: it would start the handshake from the wrong side */
+  while (c->h2 && c->tls_done && c->out.len - c->out_off < OUT_HIGH) {
+    const uint8_t *p;
+    ssize_t n = nghttp2_session_mem_send(c->h2, &p);
+    if (n < 0) return PROFILIS_EPROTO;
+    if (n == 0) break;
+    if (!c->ssl) {
+      if (pf_buf_append(&c->out, p, (size_t)n)) return PROFILIS_ENOMEM;
+    } else if (SSL_write(c->ssl, p, (int)n) != (int)n) {
+      return PROFILIS_ETLS;
+    }
+  }
+  if (c->ssl) {
+    char *p;
+    long n = BIO_get_mem_data(c->wbio, &p);
+    if (n > 0) {
+      if (pf_buf_append(&c->out, p, (size_t)n)) return PROFILIS_ENOMEM;
+      (void)BIO_reset(c->wbio);
+    }
+  }
+  return 0;
+}
+
+static void set_want_out(h2_conn *c, bool on) {
+  if (c->want_out == on) return;
+  struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c};
+  if (epoll_ctl(c->loop->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->want_out = on;
+}
+
+/* Sends c->out until the socket is full. */
+static int flush_out(h2_conn *c) {
+  for (;;) {
+    int rc = collect_out(c);
+    if (rc) return rc;
+    size_t n = c->out.len - c->out_off;
+    if (n == 0) break;
+    ssize_t w = send(c->fd, c->out.p + c->out_off, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (w <= 0) return PROFILIS_EIO;
+    c->out_off += (size_t)w;
+    if (c->out_off == c->out.len) c->out_off = c->out.len = 0;
+  }
+  if (c->out_off > 0 && c->out_off * 2 > c->out.len) { /* keep the backlog at the front */
+    memmove(c->out.p, c->out.p + c->out_off, c->out.len - c->out_off);
+    c->out.len -= c->out_off;
+    c->out_off = 0;
+  }
+  set_want_out(c, c->out.len > c->out_off);
+  return 0;
+}
+
+static void log_tls_refusal(h2_conn *c) {
+  unsigned long e = ERR_peek_last_error();
+  char why[160] = "connection closed during the handshake";
+  if (e) ERR_error_string_n(e, why, sizeof why);
+  long v = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+  if (v != X509_V_OK)
+    pf_log_rl(&rl_tls_cert, PF_LOG_WARN, "grpc receiver: TLS handshake refused: client certificate: %s",
+                   X509_verify_cert_error_string(v));
+  else
+    pf_log_rl(&rl_tls, PF_LOG_WARN, "grpc receiver: TLS handshake refused: %s", why);
+  ERR_clear_error();
+}
+
+/* The verified client certificate's subject, RFC 2253 as OpenSSL prints it. */
+static void keep_subject(h2_conn *c) {
+  X509 *cert = SSL_get1_peer_certificate(c->ssl);
+  if (!cert) return;
+  BIO *b = BIO_new(BIO_s_mem());
+  if (b && SSL_get_verify_result(c->ssl) == X509_V_OK &&
+      X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
+    char *p;
+    long n = BIO_get_mem_data(b, &p);
+    if (n > 0 && n < SUBJECT_MAX && (c->subject = malloc((size_t)n + 1))) {
+      memcpy(c->subject, p, (size_t)n);
+      c->subject[n] = '\0';
+    }
+  }
+  BIO_free(b);
+  X509_free(cert);
+}
+
+static int feed_h2(h2_conn *c, const uint8_t *p, size_t n) {
+  ssize_t rc = nghttp2_session_mem_recv(c->h2, p, n);
+  return rc < 0 ? PROFILIS_EPROTO : 0;
+}
+
+/* TLS bytes from the socket: handshake, then records into nghttp2. */
+static int feed_tls(h2_conn *c, const uint8_t *p, size_t n) {
+  if (BIO_write(c->rbio, p, (int)n) != (int)n) return PROFILIS_ENOMEM;
+  if (!c->tls_done) {
+    ERR_clear_error();
+    int hr = SSL_do_handshake(c->ssl);
+    if (hr != 1) {
+      int e = SSL_get_error(c->ssl, hr);
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+      log_tls_refusal(c);
+      (void)collect_out(c); /* the alert, if any */
+      return PROFILIS_ETLS;
+    }
+    c->tls_done = true;
+    if (c->loop->r->mtls) keep_subject(c);
+  }
+  uint8_t *buf = c->loop->rbuf + READ_CHUNK / 2; /* the upper half: the lower one holds p */
+  for (;;) {
+    int r = SSL_read(c->ssl, buf, READ_CHUNK / 2);
+    if (r > 0) {
+      int rc = feed_h2(c, buf, (size_t)r);
+      if (rc) return rc;
+      continue;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ) return 0;
+    return e == SSL_ERROR_ZERO_RETURN ? PROFILIS_EIO : PROFILIS_ETLS;
   }
 }
 
-static void *cq_loop(void *arg) {
-  pc_grpc_receiver *r = arg;
-  for (;;) {
-    grpc_event ev = grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
-    if (ev.type != GRPC_OP_COMPLETE) continue;
-    if (ev.tag == &r->shutdown_tag) {
-      pthread_mutex_lock(&r->mu);
-      r->server_down = true;
-      maybe_close_cq(r);
-      pthread_cond_broadcast(&r->cv);
-      pthread_mutex_unlock(&r->mu);
-      continue;
+static void on_readable(h2_conn *c) {
+  for (int i = 0; i < READS_PER_EVENT; i++) {
+    /* with TLS the record layer needs the upper half of the buffer for plaintext */
+    size_t cap = c->ssl ? READ_CHUNK / 2 : READ_CHUNK;
+    ssize_t n = recv(c->fd, c->loop->rbuf, cap, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) {
+      if (c->ssl && !c->tls_done) log_tls_refusal(c);
+      c->dead = true;
+      return;
     }
-    on_event(ev.tag, ev.success != 0);
+    c->active_ms = now_ms();
+    int rc = c->ssl ? feed_tls(c, c->loop->rbuf, (size_t)n) : feed_h2(c, c->loop->rbuf, (size_t)n);
+    if (rc) {
+      c->dead = true;
+      return;
+    }
+    if ((size_t)n < cap) return;
+  }
+}
+
+static void on_conn_event(h2_conn *c, uint32_t events) {
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c);
+  if (!c->dead && flush_out(c)) c->dead = true;
+  if (!c->dead && c->tls_done && !nghttp2_session_want_read(c->h2) &&
+      !nghttp2_session_want_write(c->h2) && c->out.len == c->out_off)
+    c->dead = true;
+  if (c->dead) {
+    if (c->ssl && c->out.len > c->out_off) /* a TLS alert: best effort */
+      (void)send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    conn_close(c);
+  }
+}
+
+static int conn_setup(h2_conn *c) {
+  pc_grpc_receiver *r = c->loop->r;
+  c->tls_done = r->ssl_ctx == NULL;
+  if (r->ssl_ctx) {
+    c->ssl = SSL_new(r->ssl_ctx);
+    c->rbio = BIO_new(BIO_s_mem());
+    c->wbio = BIO_new(BIO_s_mem());
+    if (!c->ssl || !c->rbio || !c->wbio) {
+      BIO_free(c->rbio);
+      BIO_free(c->wbio);
+      c->rbio = c->wbio = NULL;
+      return PROFILIS_ENOMEM;
+    }
+    SSL_set_bio(c->ssl, c->rbio, c->wbio);
+    SSL_set_accept_state(c->ssl);
+  }
+  return start_h2(c);
+}
+
+static void accept_one(h2_loop *l, int fd) {
+  pc_grpc_receiver *r = l->r;
+  if (atomic_fetch_add(&r->n_conns, 1) >= r->max_conns) {
+    atomic_fetch_sub(&r->n_conns, 1);
+    pc_counter_add(r->conn_refused, 1);
+    pf_log_rl(&rl_conns, PF_LOG_WARN, "grpc receiver: %d connections open, refusing another",
+                   r->max_conns);
+    close(fd);
+    return;
+  }
+  h2_conn *c = calloc(1, sizeof *c);
+  if (!c) {
+    atomic_fetch_sub(&r->n_conns, 1);
+    close(fd);
+    return;
+  }
+  int one = 1;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  c->loop = l;
+  c->fd = fd;
+  c->born_ms = c->active_ms = now_ms();
+  c->next = l->conns;
+  if (l->conns) l->conns->prev = c;
+  l->conns = c;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+  if (conn_setup(c) || epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev)) {
+    c->dead = true;
+    conn_close(c);
+    return;
+  }
+  if (flush_out(c)) conn_close(c); /* our SETTINGS (plain TCP) */
+}
+
+static void on_listen(h2_loop *l) {
+  for (int i = 0; i < 64; i++) {
+    int fd = accept4(l->r->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE)
+        pf_log_rl(&rl_accept, PF_LOG_ERROR, "grpc receiver: cannot accept: %s", strerror(errno));
+      return;
+    }
+    accept_one(l, fd);
+  }
+}
+
+/* Once a second: handshakes that take too long, keepalive pings and their answers. */
+static void on_tick(h2_loop *l, uint64_t now) {
+  pc_grpc_receiver *r = l->r;
+  for (h2_conn *c = l->conns, *next; c; c = next) {
+    next = c->next;
+    if (!(c->tls_done && c->preface)) {
+      if (now - c->born_ms >= HANDSHAKE_TIMEOUT_MS) c->dead = true;
+    } else if (c->ping_out) {
+      if (now - c->ping_ms >= r->keepalive_timeout_ms) {
+        pf_log_rl(&rl_keepalive, PF_LOG_WARN, "grpc receiver: keepalive ping unanswered for %u ms, closing",
+                       r->keepalive_timeout_ms);
+        c->dead = true;
+      }
+    } else if (now - c->active_ms >= r->keepalive_ms) {
+      if (nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, NULL) == 0) {
+        c->ping_out = true;
+        c->ping_ms = now;
+      }
+    }
+    on_conn_event(c, 0);
+  }
+}
+
+/* Stopping: every connection gets a GOAWAY naming the last call it may still finish; a
+ * connection with no call left then closes; after the grace period the rest are cut. */
+static void on_stop(h2_loop *l, uint64_t now) {
+  pc_grpc_receiver *r = l->r;
+  bool cut = now - r->stop_ms >= STOP_GRACE_MS;
+  for (h2_conn *c = l->conns, *next; c; c = next) {
+    next = c->next;
+    if (cut) {
+      c->dead = true;
+    } else if (!c->goaway && c->h2 && c->tls_done) {
+      c->goaway = true;
+      nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->h2),
+                            NGHTTP2_NO_ERROR, NULL, 0);
+    } else if (!c->tls_done || !c->preface) {
+      c->dead = true; /* nothing accepted on it yet */
+    }
+    on_conn_event(c, 0);
+  }
+}
+
+static int listen_marker;
+
+static void *loop_main(void *arg) {
+  h2_loop *l = arg;
+  pc_grpc_receiver *r = l->r;
+  struct epoll_event evs[64];
+  uint64_t last_tick = now_ms();
+  bool listening = true;
+  for (;;) {
+    bool stopping = atomic_load(&r->stopping);
+    if (stopping && listening) {
+      epoll_ctl(l->ep, EPOLL_CTL_DEL, r->listen_fd, NULL);
+      listening = false;
+    }
+    if (stopping) {
+      on_stop(l, now_ms());
+      if (!l->conns) break;
+    }
+    int n = epoll_wait(l->ep, evs, 64, stopping ? 100 : TICK_MS);
+    for (int i = 0; i < n; i++) {
+      void *p = evs[i].data.ptr;
+      if (p == &listen_marker) {
+        if (listening) on_listen(l);
+      } else if (p == l) {
+        uint64_t v;
+        (void)read(l->wake, &v, sizeof v);
+      } else {
+        on_conn_event(p, evs[i].events);
+      }
+    }
+    uint64_t now = now_ms();
+    if (now - last_tick >= TICK_MS) {
+      last_tick = now;
+      on_tick(l, now);
+    }
   }
   return NULL;
 }
 
 /* ---- start-up ---- */
 
-static int clamp_int(uint64_t v) { return v > INT_MAX ? INT_MAX : (int)v; }
-
-static grpc_server *create_server(const pc_config *cfg) {
-  grpc_arg args[] = {
-      {GRPC_ARG_INTEGER,
-       (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-       {.integer = clamp_int(cfg->grpc_max_recv_msg_size)}},
-      {GRPC_ARG_INTEGER,
-       (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS,
-       {.integer = clamp_int(cfg->grpc_max_concurrent_streams)}},
-      {GRPC_ARG_INTEGER,
-       (char *)GRPC_ARG_KEEPALIVE_TIME_MS,
-       {.integer = clamp_int(cfg->grpc_keepalive_time_ms)}},
-      {GRPC_ARG_INTEGER,
-       (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-       {.integer = clamp_int(cfg->grpc_keepalive_timeout_ms)}},
-      /* a second collector on the same port must fail to start, not share it silently */
-      {GRPC_ARG_INTEGER, (char *)GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
-      /* a connection that never completes TLS and the HTTP/2 preface lets go after this, not
-       * after the core's default of two minutes */
-      {GRPC_ARG_INTEGER,
-       (char *)GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
-       {.integer = HANDSHAKE_TIMEOUT_MS}},
-  };
-  grpc_channel_args ca = {.num_args = sizeof args / sizeof *args, .args = args};
-  return grpc_server_create(&ca, NULL);
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg) {
+  (void)ssl, (void)arg;
+  for (unsigned i = 0; i < inlen; i += 1u + in[i]) {
+    if (in[i] == 2 && i + 3 <= inlen && memcmp(in + i + 1, "h2", 2) == 0) {
+      *out = in + i + 1;
+      *outlen = 2;
+      return SSL_TLSEXT_ERR_OK;
+    }
+  }
+  return SSL_TLSEXT_ERR_ALERT_FATAL; /* offered protocols, none of them HTTP/2 */
 }
 
-static grpc_server_credentials *server_creds(const pc_tls_cfg *tls) {
-  char *cert = NULL, *key = NULL, *ca = NULL;
-  grpc_server_credentials *creds = NULL;
-  if (!tls->cert_file) return grpc_insecure_server_credentials_create();
+static int tls_error(const char *what, const char *path) {
+  unsigned long e = ERR_get_error();
+  char why[160] = "unknown error";
+  if (e) ERR_error_string_n(e, why, sizeof why);
+  pf_log(PF_LOG_ERROR, "grpc receiver: %s %s: %s", what, path, why);
+  ERR_clear_error();
+  return PROFILIS_EIO;
+}
+
+static int tls_context(pc_grpc_receiver *r, const pc_tls_cfg *tls) {
+  if (!tls->cert_file) return 0;
   if (!tls->key_file) {
     pf_log(PF_LOG_ERROR, "grpc receiver: tls.cert_file needs tls.key_file");
-    return NULL;
-  }
-  if (pc_recv_read_file(tls->cert_file, PEM_MAX, &cert) ||
-      pc_recv_read_file(tls->key_file, PEM_MAX, &key) ||
-      (tls->client_ca_file && pc_recv_read_file(tls->client_ca_file, PEM_MAX, &ca)))
-    goto done;
-  grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
-  creds = grpc_ssl_server_credentials_create_ex(
-      ca, &pair, 1,
-      ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-         : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
-      NULL);
-done:
-  if (key) explicit_bzero(key, strlen(key));
-  free(cert);
-  free(key);
-  free(ca);
-  return creds;
-}
-
-/* "host:port" as the core wants it: IPv6 literals in brackets, ":port" as 0.0.0.0. */
-static int core_address(const char *ep, char *out, size_t cap) {
-  char host[256];
-  uint16_t port;
-  if (pc_parse_endpoint(ep, host, sizeof host, &port)) return PROFILIS_EINVAL;
-  int n = snprintf(out, cap, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, (unsigned)port);
-  return n > 0 && (size_t)n < cap ? 0 : PROFILIS_EINVAL;
-}
-
-static int bind_port(pc_grpc_receiver *r, const pc_config *cfg) {
-  char addr[300];
-  const char *ep = cfg->grpc_endpoint ? cfg->grpc_endpoint : "127.0.0.1:4317";
-  if (core_address(ep, addr, sizeof addr)) {
-    pf_log(PF_LOG_ERROR, "grpc receiver: invalid endpoint '%s'", ep);
     return PROFILIS_EIO;
   }
-  grpc_server_credentials *creds = server_creds(&cfg->grpc_tls);
-  if (!creds) return PROFILIS_EIO;
-  r->tls = cfg->grpc_tls.client_ca_file != NULL;
-  int port = grpc_server_add_http2_port(r->server, addr, creds);
-  grpc_server_credentials_release(creds);
-  if (port == 0) {
-    pf_log(PF_LOG_ERROR, "grpc receiver: cannot listen on %s (address in use, or bad TLS files)",
-           addr);
-    return PROFILIS_EIO;
+  SSL_CTX *ctx = r->ssl_ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) return PROFILIS_ENOMEM;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+  if (SSL_CTX_use_certificate_chain_file(ctx, tls->cert_file) != 1)
+    return tls_error("cannot load certificate", tls->cert_file);
+  if (SSL_CTX_use_PrivateKey_file(ctx, tls->key_file, SSL_FILETYPE_PEM) != 1)
+    return tls_error("cannot load private key", tls->key_file);
+  if (SSL_CTX_check_private_key(ctx) != 1)
+    return tls_error("private key does not match the certificate in", tls->cert_file);
+  if (tls->client_ca_file) {
+    if (SSL_CTX_load_verify_locations(ctx, tls->client_ca_file, NULL) != 1)
+      return tls_error("cannot load client CA", tls->client_ca_file);
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(tls->client_ca_file);
+    if (names) SSL_CTX_set_client_CA_list(ctx, names); /* tells clients which certificate */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    r->mtls = true;
   }
   return 0;
 }
 
-static void free_receiver(pc_grpc_receiver *r) {
-  for (int i = 0; i < N_SLOTS; i++) pf_buf_free(&r->slots[i].scratch);
-  pthread_mutex_destroy(&r->mu);
-  pthread_cond_destroy(&r->cv);
-  free(r);
-}
-
-/* Tears down a server that never started: nothing is queued, so the queue drains at once. */
-static void abort_start(pc_grpc_receiver *r) {
-  if (r->server) grpc_server_destroy(r->server);
-  if (r->cq) {
-    grpc_completion_queue_shutdown(r->cq);
-    while (grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN) {
-    }
-    grpc_completion_queue_destroy(r->cq);
-  }
-  free_receiver(r);
-  grpc_shutdown();
-}
-
-/* One poller per two CPUs the process may use, 1..MAX_THREADS. Decoding is about a third of
- * what a span costs the collector; the exporter threads (and, on a small box, the clients)
- * need the rest, and a poller more than the CPUs can keep busy only adds wake-ups and context
- * switches: on 2 CPUs one poller instead of two cut the collector's CPU per span by 4% at
- * full speed and by 14% at 10k spans/s. */
-static int poller_count(void) {
+/* One loop per two CPUs the process may use, 1..MAX_LOOPS. Decoding is about a third of what
+ * a span costs the collector; the exporter threads (and, on a small box, the clients) need
+ * the rest, and a loop more than the CPUs can keep busy only adds wake-ups. */
+static int loop_count(void) {
   cpu_set_t set;
   long cpus =
       sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
   long n = cpus / 2;
-  return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
+  return n < 1 ? 1 : n > MAX_LOOPS ? MAX_LOOPS : (int)n;
 }
 
-static int start_threads(pc_grpc_receiver *r) {
-  pthread_mutex_lock(&r->mu);
-  r->active = N_SLOTS;
-  pthread_mutex_unlock(&r->mu);
-  for (int i = 0; i < N_SLOTS; i++) slot_request(&r->slots[i]);
-  for (int i = 0, n = poller_count(); i < n; i++) {
-    if (pthread_create(&r->threads[i], NULL, cq_loop, r) != 0) break;
-    pthread_setname_np(r->threads[i], "pc-grpc");
-    r->n_threads++;
-  }
-  return r->n_threads > 0 ? 0 : PROFILIS_ENOMEM;
+static int loop_init(h2_loop *l, pc_grpc_receiver *r) {
+  l->r = r;
+  l->ep = epoll_create1(EPOLL_CLOEXEC);
+  l->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (l->ep < 0 || l->wake < 0) return PROFILIS_EIO;
+  struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &listen_marker};
+  struct epoll_event wev = {.events = EPOLLIN, .data.ptr = l};
+  if (epoll_ctl(l->ep, EPOLL_CTL_ADD, r->listen_fd, &lev) ||
+      epoll_ctl(l->ep, EPOLL_CTL_ADD, l->wake, &wev))
+    return PROFILIS_EIO;
+  return 0;
 }
+
+static void free_receiver(pc_grpc_receiver *r) {
+  for (int i = 0; i < MAX_LOOPS; i++) {
+    h2_loop *l = &r->loops[i];
+    while (l->conns) conn_close(l->conns);
+    if (l->ep >= 0) close(l->ep);
+    if (l->wake >= 0) close(l->wake);
+  }
+  if (r->listen_fd >= 0) close(r->listen_fd);
+  SSL_CTX_free(r->ssl_ctx);
+  nghttp2_session_callbacks_del(r->cbs);
+  nghttp2_option_del(r->opt);
+  free(r);
+}
+
+static uint32_t clamp_u32(uint64_t v) { return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v; }
 
 int pc_grpc_receiver_start(pc_grpc_receiver **out, const pc_config *cfg, pc_pipeline *p,
                            pc_metrics *m) {
+  *out = NULL;
   pc_grpc_receiver *r = calloc(1, sizeof *r);
   if (!r) return PROFILIS_ENOMEM;
-  pthread_mutex_init(&r->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* a wall clock step cannot stretch waits */
-  pthread_cond_init(&r->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  r->listen_fd = -1;
+  for (int i = 0; i < MAX_LOOPS; i++) r->loops[i].ep = r->loops[i].wake = -1;
   r->pipeline = p;
+  r->max_msg = clamp_u32(cfg->grpc_max_recv_msg_size);
+  r->max_streams = cfg->grpc_max_concurrent_streams;
+  r->keepalive_ms = cfg->grpc_keepalive_time_ms;
+  r->keepalive_timeout_ms = cfg->grpc_keepalive_timeout_ms;
+  r->max_conns = cfg->grpc_max_connections ? (int)cfg->grpc_max_connections : 1024;
+  /* half the memory limit for messages still arriving, the budget holds the decoded rest */
+  r->held_max = cfg->memory_limit ? cfg->memory_limit / 2 : (128u << 20);
+  if (r->held_max < r->max_msg + 1024u) r->held_max = r->max_msg + 1024u;
   pc_recv_stats_init(&r->stats, m, "grpc");
-  for (int i = 0; i < N_SLOTS; i++) r->slots[i].r = r;
-  grpc_init();
-  r->cq = grpc_completion_queue_create_for_next(NULL);
-  r->server = create_server(cfg);
-  if (!r->cq || !r->server) {
-    abort_start(r);
-    return PROFILIS_ENOMEM;
+  if (m)
+    r->conn_refused = pc_metrics_series(
+        m, PC_COUNTER, "profilis_receiver_refused_connections_total",
+        "Connections closed at once because max_connections were open.", "protocol=\"grpc\"");
+  const char *ep = cfg->grpc_endpoint ? cfg->grpc_endpoint : "127.0.0.1:4317";
+  int rc = make_callbacks(r);
+  if (!rc) rc = tls_context(r, &cfg->grpc_tls);
+  if (!rc && pc_endpoint_listen(ep, 1024, &r->listen_fd)) rc = PROFILIS_EIO;
+  r->n_loops = loop_count();
+  for (int i = 0; !rc && i < r->n_loops; i++) rc = loop_init(&r->loops[i], r);
+  for (int i = 0; !rc && i < r->n_loops; i++) {
+    h2_loop *l = &r->loops[i];
+    if (pthread_create(&l->thread, NULL, loop_main, l) != 0) {
+      rc = PROFILIS_ENOMEM;
+      break;
+    }
+    l->started = true;
+    pthread_setname_np(l->thread, "pc-grpc");
   }
-  grpc_server_register_completion_queue(r->server, r->cq, NULL);
-  int rc = bind_port(r, cfg);
-  if (rc) {
-    abort_start(r);
-    return rc;
-  }
-  grpc_server_start(r->server);
-  rc = start_threads(r);
-  *out = r;
   if (rc) {
     pc_grpc_receiver_stop(r);
-    *out = NULL;
     return rc;
   }
-  pf_log(PF_LOG_INFO, "OTLP/gRPC receiver listening on %s%s",
-         cfg->grpc_endpoint ? cfg->grpc_endpoint : "127.0.0.1:4317",
-         cfg->grpc_tls.cert_file ? (cfg->grpc_tls.client_ca_file ? " (mTLS)" : " (TLS)") : "");
+  pf_log(PF_LOG_INFO, "OTLP/gRPC receiver listening on %s%s", ep,
+         r->ssl_ctx ? (r->mtls ? " (mTLS)" : " (TLS)") : "");
+  *out = r;
   return 0;
 }
 
 /* ---- shutdown ---- */
 
-static bool wait_server_down(pc_grpc_receiver *r, uint32_t ms) {
-  struct timespec dl;
-  clock_gettime(CLOCK_MONOTONIC, &dl);
-  dl.tv_sec += ms / 1000;
-  dl.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (dl.tv_nsec >= 1000000000L) {
-    dl.tv_sec++;
-    dl.tv_nsec -= 1000000000L;
-  }
-  pthread_mutex_lock(&r->mu);
-  while (!r->server_down) {
-    if (ms == UINT32_MAX) {
-      pthread_cond_wait(&r->cv, &r->mu);
-    } else if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0) {
-      break;
-    }
-  }
-  bool down = r->server_down;
-  pthread_mutex_unlock(&r->mu);
-  return down;
-}
-
 void pc_grpc_receiver_stop(pc_grpc_receiver *r) {
   if (!r) return;
+  r->stop_ms = now_ms();
   atomic_store(&r->stopping, true);
-  /* no new calls from here; calls already running finish (bounded by the grace period) */
-  grpc_server_shutdown_and_notify(r->server, r->cq, &r->shutdown_tag);
-  if (r->n_threads == 0) { /* start failed before any poller ran: poll here */
-    grpc_server_cancel_all_calls(r->server);
-    cq_loop(r);
-  } else if (!wait_server_down(r, STOP_GRACE_MS)) {
-    pf_log(PF_LOG_WARN, "grpc receiver: cancelling calls still running after %u ms", STOP_GRACE_MS);
-    grpc_server_cancel_all_calls(r->server);
-    wait_server_down(r, UINT32_MAX);
+  for (int i = 0; i < r->n_loops; i++) {
+    h2_loop *l = &r->loops[i];
+    uint64_t one = 1;
+    if (l->wake >= 0) (void)write(l->wake, &one, sizeof one);
   }
-  for (int i = 0; i < r->n_threads; i++) pthread_join(r->threads[i], NULL);
-  grpc_server_destroy(r->server);
-  grpc_completion_queue_destroy(r->cq);
+  for (int i = 0; i < r->n_loops; i++)
+    if (r->loops[i].started) pthread_join(r->loops[i].thread, NULL);
   free_receiver(r);
-  grpc_shutdown();
 }

@@ -124,6 +124,14 @@ static int tls_fail(pf_grpc_client *c, const char *what) {
   else if (e)
     ERR_error_string_n(e, buf, sizeof buf);
   ERR_clear_error();
+  /* A server that asked for a certificate and got none answers with an alert (TLS 1.3:
+   * certificate_required; 1.2: handshake_failure): say what is missing. */
+  if (c->cert_asked && (ERR_GET_REASON(e) == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED ||
+                        ERR_GET_REASON(e) == SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE))
+    return fail(c, PROFILIS_ETLS,
+                "tls with %s:%u: the server requires a client certificate (mutual TLS) and none "
+                "is configured (%s)",
+                c->ep.host, c->ep.port, buf);
   return fail(c, PROFILIS_ETLS, "tls %s with %s:%u: %s", what, c->ep.host, c->ep.port,
               buf[0] ? buf : "unknown error");
 }

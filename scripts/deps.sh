@@ -8,7 +8,7 @@ PKGS=(
   libprotobuf-c-dev protobuf-c-compiler
   libnghttp2-dev libssl-dev zlib1g-dev
   libcmocka-dev
-  libgrpc-dev libmicrohttpd-dev libgnutls28-dev libyaml-dev liblmdb-dev
+  libmicrohttpd-dev libgnutls28-dev libyaml-dev liblmdb-dev
   prometheus
   libclang-rt-14-dev
   valgrind

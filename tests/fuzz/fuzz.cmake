@@ -90,5 +90,5 @@ pf_add_fuzz(grpc_response fuzz_grpc_response.c)
 # The OTLP/HTTP path end to end: the whole collector core (receiver, decoders, pipeline), instrumented.
 set(PF_COLLECTOR_SRCS ${PC_SRCS})
 list(FILTER PF_COLLECTOR_SRCS EXCLUDE REGEX "/main\\.c$")
-pf_add_fuzz(http_request fuzz_http_request.c ${PF_COLLECTOR_SRCS} LIBS PkgConfig::GRPC PkgConfig::MHD
+pf_add_fuzz(http_request fuzz_http_request.c ${PF_COLLECTOR_SRCS} LIBS PkgConfig::MHD
   PkgConfig::YAML PkgConfig::GNUTLS PkgConfig::LMDB m)

@@ -7,7 +7,7 @@ if(TARGET profilis-collector)
   if(PROFILIS_SANITIZE)
     list(APPEND PC_RECV_TEST_FLAGS --sanitized)
   endif()
-  foreach(case grpc http refuse abuse tls sigterm admin)
+  foreach(case grpc grpc_limits http refuse abuse tls sigterm admin)
     add_test(NAME integration.collector_receivers_${case}
       COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/collector_receivers.py ${case}
         --collector $<TARGET_FILE:profilis-collector>

@@ -192,7 +192,8 @@ def json_request(n, bad_trace_ids=0, nested=0, span_name=None):
 
 class Collector:
     def __init__(self, binary, workdir, name, grpc_tls=None, http_tls=None, memory_limit="64MiB",
-                 max_recv="1MiB", max_body="1MiB", max_connections=1024, read_timeout="5s"):
+                 max_recv="1MiB", max_body="1MiB", max_connections=1024, read_timeout="5s",
+                 grpc_extra=""):
         LIVE.append(self)
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir)
@@ -203,7 +204,7 @@ class Collector:
         cfg = os.path.join(self.dir, "config.yaml")
         with open(cfg, "w") as f:
             f.write(self.config(grpc_tls, http_tls, memory_limit, max_recv, max_body,
-                                max_connections, read_timeout))
+                                max_connections, read_timeout, grpc_extra))
         self.log = open(self.log_path, "wb")
         env = dict(os.environ)
         # Under AddressSanitizer freed memory waits in a quarantine (256 MiB by default) that
@@ -216,7 +217,7 @@ class Collector:
         self.wait_ready()
 
     def config(self, grpc_tls, http_tls, memory_limit, max_recv, max_body, max_connections,
-               read_timeout):
+               read_timeout, grpc_extra):
         def tls_block(t):
             if not t:
                 return ""
@@ -225,7 +226,7 @@ class Collector:
                 s += "        client_ca_file: %s\n" % t["client_ca"]
             return s
         return ("receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:%d\n"
-                "      max_recv_msg_size: %s\n%s"
+                "      max_recv_msg_size: %s\n%s%s"
                 "    http:\n      endpoint: 127.0.0.1:%d\n      max_body_size: %s\n"
                 "      max_connections: %d\n      read_timeout: %s\n%s"
                 "admin:\n  endpoint: 127.0.0.1:%d\n"
@@ -234,7 +235,7 @@ class Collector:
                 "exporters:\n  jsonl:\n    path: %s\n    flush_interval: 100ms\n"
                 "    batch: {size: 512, timeout: 50ms}\n  prometheus: {}\n"
                 "service:\n  exporters: [jsonl, prometheus]\n"
-                % (self.grpc_port, max_recv, tls_block(grpc_tls), self.http_port, max_body,
+                % (self.grpc_port, max_recv, grpc_extra, tls_block(grpc_tls), self.http_port, max_body,
                    max_connections, read_timeout, tls_block(http_tls), self.admin_port,
                    memory_limit, self.jsonl))
 
@@ -790,6 +791,69 @@ def case_abuse(args, work):
     c.finish()
 
 
+# ---------------------------------------------------------------- case: grpc_limits
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def closed_within(s, seconds):
+    """Reads (and discards) until the server closes s; returns when (time.time()), or None."""
+    t0 = time.time()
+    s.settimeout(0.2)
+    while time.time() - t0 < seconds:
+        try:
+            if not s.recv(65536):
+                return time.time()
+        except socket.timeout:
+            continue
+        except OSError:
+            return time.time()
+    return None
+
+
+def case_grpc_limits(args, work):
+    """Connection limit and keepalive of the gRPC receiver: HTTP/2 clients that never answer
+    the server's pings are closed; past max_connections a connection is closed at once and
+    counted; a real client is served afterwards."""
+    c = Collector(args.collector, work, "limits",
+                  grpc_extra="      max_connections: 4\n      keepalive: {time: 1s, timeout: 1s}\n")
+    silent = []
+    for _ in range(4):
+        s = socket.create_connection(("127.0.0.1", c.grpc_port), timeout=2)
+        s.sendall(H2_PREFACE)  # a client preface, then nothing: pings go unanswered
+        silent.append(s)
+    t_open = time.time()
+    time.sleep(0.3)
+    extra = socket.create_connection(("127.0.0.1", c.grpc_port), timeout=2)
+    t_extra = time.time()
+    took = closed_within(extra, 3)
+    took = None if took is None else took - t_extra
+    check(took is not None, "a 5th connection over max_connections 4 is closed at once (%s s)"
+          % (None if took is None else "%.2f" % took))
+    extra.close()
+    check(c.metric("profilis_receiver_refused_connections_total", protocol="grpc") >= 1,
+          "the refused connection is counted")
+    times = [closed_within(s, 8) for s in silent]
+    times = [None if t is None else t - t_open for t in times]
+    for s in silent:
+        s.close()
+    check(all(t is not None for t in times),
+          "the 4 clients that never answer pings are closed after keepalive time + timeout "
+          "(%s)" % ", ".join("open" if t is None else "%.1fs" % t for t in times))
+    check(all(t >= 1.5 for t in times if t is not None),
+          "not before the ping was due and unanswered (%s)" % times)
+    check("keepalive ping unanswered" in c.log_text(), "the log says why they were closed")
+    cli = GrpcClient(c.grpc_port)
+    for k in range(3):  # over 3 s: the client's answers to the pings keep its connection
+        data, ids = make_request(5, name="limits%d" % k)
+        code, _, _, _ = cli.call(data)
+        check(code == grpc.StatusCode.OK, "a gRPC client answering pings is served (%s)" % code)
+        c.accepted.update(ids)
+        time.sleep(1.5)
+    cli.close()
+    c.finish()
+
+
 # ---------------------------------------------------------------- case: sigterm
 
 def case_sigterm(args, work):
@@ -994,7 +1058,8 @@ def check_admin_basics(args, work):
 
 
 CASES = {"grpc": case_grpc, "http": case_http, "refuse": case_refuse, "abuse": case_abuse,
-         "tls": case_tls, "sigterm": case_sigterm, "admin": check_admin_basics}
+         "tls": case_tls, "sigterm": case_sigterm, "admin": check_admin_basics,
+         "grpc_limits": case_grpc_limits}
 
 
 def main():

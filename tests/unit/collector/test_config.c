@@ -895,7 +895,7 @@ static void test_doc(void **state) {
   size_t rows = 0;
   for (const char *p = buf; (p = strstr(p, "\n| `")); p++) rows++;
   /* config + jsonl + otlp + prometheus + loadbalancing + tenant + rule rows */
-  assert_int_equal(rows, 34 + 24 + 28 + 2 + 31 + 14 + 7);
+  assert_int_equal(rows, 35 + 24 + 28 + 2 + 31 + 14 + 7);
   assert_null(strchr(buf, '\t'));
   free(buf);
 }
