@@ -21,11 +21,26 @@ int pc_grpc_receiver_start(pc_grpc_receiver **out, const pc_config *cfg, pc_pipe
                            pc_metrics *m);
 /* Stops accepting new calls, waits for calls in progress, frees. */
 void pc_grpc_receiver_stop(pc_grpc_receiver *r);
+/* Serves one plain HTTP/2 client connection whose bytes are p[0..n), in the calling thread and
+ * without a socket (the fuzz target's way in); what the server answers is counted into
+ * *out_bytes and dropped. Returns 0, or PROFILIS_EPROTO when the server would have closed the
+ * connection for a protocol error (ENOMEM likewise). */
+int pc_grpc_receiver_feed(pc_grpc_receiver *r, const uint8_t *p, size_t n, size_t *out_bytes);
+/* Request bytes the receiver holds for calls still arriving (0 once their connections close). */
+size_t pc_grpc_receiver_held(const pc_grpc_receiver *r);
 
 /* Starts OTLP/HTTP on cfg->http_endpoint (libmicrohttpd). Returns as the gRPC one. */
 int pc_http_receiver_start(pc_http_receiver **out, const pc_config *cfg, pc_pipeline *p,
                            pc_metrics *m);
 void pc_http_receiver_stop(pc_http_receiver *r);
+/* Hands the receiver a socket that is already connected to a client (inherited through socket
+ * activation, one end of a socketpair as in the fuzz target): it is served like an accepted
+ * connection, on the same threads and request path. The receiver owns fd from the call on and
+ * closes it, also on failure. Returns 0 or PROFILIS_EIO (over the connection limit, no memory).
+ * Not after pc_http_receiver_stop has begun. */
+int pc_http_receiver_add_connection(pc_http_receiver *r, int fd);
+/* Connections the receiver holds now: accepted or added and not yet closed and freed. */
+unsigned pc_http_receiver_connections(pc_http_receiver *r);
 
 /* What the admin port shows. `ready` is set by main once receivers listen and cleared while
  * draining. */

@@ -7,11 +7,13 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -539,6 +541,28 @@ int pc_http_receiver_start(pc_http_receiver **out, const pc_config *cfg, pc_pipe
          r->tls_cert ? (r->verify_clients ? " (mTLS)" : " (TLS)") : "");
   *out = r;
   return 0;
+}
+
+/* MHD wants the client's address (logs, per-IP limits). A local socket (socketpair, AF_UNIX)
+ * has no IP peer, so it is presented as 127.0.0.1: local clients are loopback clients. */
+int pc_http_receiver_add_connection(pc_http_receiver *r, int fd) {
+  struct sockaddr_storage a;
+  socklen_t l = sizeof a;
+  if (getpeername(fd, (struct sockaddr *)&a, &l) != 0 ||
+      (a.ss_family != AF_INET && a.ss_family != AF_INET6)) {
+    struct sockaddr_in *in = (struct sockaddr_in *)&a;
+    memset(&a, 0, sizeof a);
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    l = sizeof *in;
+  }
+  /* MHD owns fd from here on, and closes it itself when it cannot take it */
+  return MHD_add_connection(r->d, fd, (struct sockaddr *)&a, l) == MHD_YES ? 0 : PROFILIS_EIO;
+}
+
+unsigned pc_http_receiver_connections(pc_http_receiver *r) {
+  const union MHD_DaemonInfo *i = MHD_get_daemon_info(r->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+  return i ? i->num_connections : 0;
 }
 
 void pc_http_receiver_stop(pc_http_receiver *r) {

@@ -3,13 +3,18 @@
  * exporter that checks every span record it is handed. Input: byte 0 picks method/path, content
  * type and framing from small tables, byte 1 the content encoding (gzip done here when asked),
  * the rest is the body; in "raw" framing the rest is sent verbatim as header lines and body after
- * a fixed request line. Each input is one loopback connection (Connection: close); the reply is
- * read to EOF and must be one well-formed HTTP/1.1 response whose status fits the request. */
+ * a fixed request line. Each input is one connection (Connection: close): one end of a socketpair
+ * handed to the running receiver (pc_http_receiver_add_connection: served like an accepted TCP
+ * client, without loopback TCP's per-connection kernel work), the request written in one
+ * sendmsg; the reply is read to EOF and must be one well-formed HTTP/1.1 response whose status
+ * fits the request. Each input ends only once the server has freed all it made for it (the
+ * connection, the exported chunks), so libFuzzer's per-input leak check sees it on its own. */
 #define _GNU_SOURCE /* strcasestr */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +22,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -40,6 +47,8 @@
 #define MAX_BODY 65536 /* receiver limit: small, so the 413 paths are reachable */
 
 static uint16_t g_port;
+static pc_http_receiver *g_receiver;
+static pc_pipeline *g_pipeline;
 
 /* ---- a discarding exporter that checks what reaches it ---- */
 
@@ -65,7 +74,9 @@ static int discard_factory(pc_exporter **out, const pc_exporter_cfg *cfg, void *
 
 /* ---- start-up: config, pipeline and receiver live for the whole process ---- */
 
-/* A port nobody listens on now: bind port 0, read what the kernel chose, close. */
+/* The receiver still listens on a TCP port, though inputs come through
+ * pc_http_receiver_add_connection. A port nobody listens on now: bind port 0, read what the
+ * kernel chose, close. */
 static uint16_t free_port(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -103,6 +114,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   CHECK(pc_metrics_new(&m) == 0);
   CHECK(pc_pipeline_new_with(&p, cfg, m, discard_factory, NULL) == 0);
   CHECK(pc_http_receiver_start(&r, cfg, p, m) == 0);
+  g_receiver = r, g_pipeline = p;
   /* Never stopped: libFuzzer exits the process; the objects stay reachable through these. */
   static void *keep[4];
   keep[0] = cfg, keep[1] = m, keep[2] = p, keep[3] = r;
@@ -137,9 +149,15 @@ static const struct {
                  {"identity", true, false}, {"x-gzip", true, true}, {"br", false, false},
                  {" gzip\t", true, true},  {"", true, false}};
 
+/* One deflate state for the whole run, reset per input: the output is what a fresh one makes,
+ * without allocating and poisoning its ~270 KB under ASan for every gzip input. */
 static int gzip_body(const uint8_t *in, size_t n, uint8_t **out, size_t *out_n) {
-  z_stream zs = {0};
-  if (deflateInit2(&zs, 1, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
+  static z_stream zs;
+  static bool ready;
+  if (!ready && deflateInit2(&zs, 1, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return -1;
+  ready = true;
+  if (deflateReset(&zs) != Z_OK) return -1;
   size_t cap = deflateBound(&zs, (uLong)n);
   *out = malloc(cap);
   zs.next_in = (Bytef *)(uintptr_t)in;
@@ -148,74 +166,105 @@ static int gzip_body(const uint8_t *in, size_t n, uint8_t **out, size_t *out_n) 
   zs.avail_out = (uInt)cap;
   int zr = *out ? deflate(&zs, Z_FINISH) : Z_MEM_ERROR;
   *out_n = zs.total_out;
-  deflateEnd(&zs);
   return zr == Z_STREAM_END ? 0 : -1;
 }
 
-static int dial(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  CHECK(fd >= 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(g_port),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  /* A hung server is a finding: 9 s without a byte fails the run (just under libFuzzer's
-   * -timeout=10 of make test; 5 s proved too short for an ASan build on a loaded CI box). */
+/* A connected pair of local stream sockets: sv[0] is the client's, sv[1] goes to the receiver
+ * as an already-connected client (pc_http_receiver_add_connection), which libmicrohttpd then
+ * serves exactly like an accepted TCP connection, without the handshake, FIN and TIME_WAIT a
+ * loopback connection costs per input. */
+static void open_pair(int sv[2]) {
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  /* A request the socket buffer cannot hold is finished with blocking sends: bounded too. */
   struct timeval tv = {9, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  /* The server closes first, so its TIME_WAIT entries pin (source, port) pairs for a minute:
-   * at thousands of runs a second one source address runs out of ports. 127/8 is all loopback,
-   * so each connection comes from the next of 65536 source addresses. */
-  static uint32_t next_src;
-  struct sockaddr_in src = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(0x7f400000u | (next_src++ & 0xffffu))};
-  CHECK(bind(fd, (struct sockaddr *)&src, sizeof src) == 0);
-  int rc;
-  /* Interrupted by a libFuzzer timer, the connect goes on: wait until it is done. */
-  while ((rc = connect(fd, (struct sockaddr *)&a, sizeof a)) != 0 &&
-         (errno == EINTR || errno == EALREADY)) {
-  }
-  if (rc != 0 && errno != EISCONN) {
-    fprintf(stderr, "connect to 127.0.0.1:%u: %s\n", g_port, strerror(errno));
-    abort();
-  }
-  return fd;
+  setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-/* The server may answer and close before reading everything (a refusal judged on headers):
- * a failed send is not a finding, a missing reply is. */
-static void send_all(int fd, const void *p, size_t n) {
-  const uint8_t *b = p;
-  while (n > 0) {
-    ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+/* Sends what is left of mh (one sendmsg for all pieces, so the kernel is entered once per input
+ * rather than once per piece). Returns false only when flags has MSG_DONTWAIT and the socket
+ * buffer is full; true when everything went out or the server will take no more: it may answer
+ * and close before reading everything (a refusal judged on headers), and a failed send is not
+ * a finding, a missing reply is. */
+static bool send_all(int fd, struct msghdr *mh, int flags) {
+  while (mh->msg_iovlen > 0) {
+    ssize_t w = sendmsg(fd, mh, MSG_NOSIGNAL | flags);
     if (w < 0 && errno == EINTR) continue; /* libFuzzer's timers interrupt system calls */
-    if (w <= 0) return;
-    b += w, n -= (size_t)w;
+    if (w < 0) return !(flags & MSG_DONTWAIT) || (errno != EAGAIN && errno != EWOULDBLOCK);
+    size_t left = (size_t)w; /* a partial send: skip what went, go on with the rest */
+    while (mh->msg_iovlen > 0 && left >= mh->msg_iov->iov_len) {
+      left -= mh->msg_iov->iov_len;
+      mh->msg_iov++, mh->msg_iovlen--;
+    }
+    if (mh->msg_iovlen > 0) {
+      mh->msg_iov->iov_base = (uint8_t *)mh->msg_iov->iov_base + left;
+      mh->msg_iov->iov_len -= left;
+    }
   }
+  return true;
 }
 
-static size_t read_reply(int fd, char *buf, size_t cap) {
-  size_t len = 0;
-  for (;;) {
+typedef struct reply {
+  char buf[65536]; /* what fits, NUL-terminated; the rest is read and dropped */
+  size_t len;
+  bool eof;
+} reply;
+
+/* Takes whatever reply bytes have arrived, without waiting; sets eof at the end of the reply. */
+static void reply_take(int fd, reply *rp) {
+  while (!rp->eof) {
     char sink[4096];
-    char *dst = len + 1 < cap ? buf + len : sink;
-    size_t room = len + 1 < cap ? cap - 1 - len : sizeof sink;
-    ssize_t r = recv(fd, dst, room, 0);
+    bool fits = rp->len + 1 < sizeof rp->buf;
+    char *dst = fits ? rp->buf + rp->len : sink;
+    size_t room = fits ? sizeof rp->buf - 1 - rp->len : sizeof sink;
+    ssize_t r = recv(fd, dst, room, MSG_DONTWAIT);
     if (r < 0 && errno == EINTR) continue; /* libFuzzer's timers interrupt system calls */
-    if (r == 0) break;
-    if (r < 0) {
-      /* ECONNRESET: the server closed with our unread bytes pending; what came is the reply. */
-      if (errno != ECONNRESET) {
-        fprintf(stderr, "recv after %zu reply bytes: %s\n", len, strerror(errno));
-        CHECK(errno == ECONNRESET);
-      }
-      break;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (r < 0 && errno != ECONNRESET) {
+      fprintf(stderr, "recv after %zu reply bytes: %s\n", rp->len, strerror(errno));
+      abort();
     }
-    if (dst == buf + len) len += (size_t)r;
+    /* ECONNRESET: the server closed with our unread bytes pending; what came is the reply. */
+    if (r <= 0) rp->eof = true;
+    if (r > 0 && fits) rp->len += (size_t)r;
   }
-  buf[len] = '\0';
-  return len;
+  rp->buf[rp->len] = '\0';
+}
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Reads the reply to EOF, then waits until the server has let go of everything this input made:
+ * the connection closed and freed, the accepted spans exported and their chunks freed (the
+ * budget back at 0). libFuzzer compares mallocs and frees within one input; frees landing after
+ * it returns make it run the input again and then scan the whole heap for leaks. The reply is
+ * waited for in poll; the letting go, which takes microseconds, by yielding the CPU. A hung
+ * server is a finding: 9 s without the end of the reply or without letting go fails the run
+ * (just under libFuzzer's -timeout=10 of make test; 5 s proved too short for an ASan build on a
+ * loaded CI box). */
+static void reply_and_settle(int fd, reply *rp) {
+  double t0 = now_s(), waited = 0;
+  for (unsigned i = 0;; i++) {
+    reply_take(fd, rp);
+    bool done = rp->eof && pc_http_receiver_connections(g_receiver) == 0 &&
+                pc_pipeline_budget_used(g_pipeline) == 0;
+    if (done) return;
+    if ((!rp->eof || (i & 1023) == 1023) && (waited = now_s() - t0) > 9) {
+      fprintf(stderr, "after 9 s: %s reply end (%zu bytes), %u connections open, %llu budget "
+              "bytes used\n", rp->eof ? "seen the" : "no", rp->len,
+              pc_http_receiver_connections(g_receiver),
+              (unsigned long long)pc_pipeline_budget_used(g_pipeline));
+      abort();
+    }
+    if (!rp->eof) {
+      struct pollfd pf = {.fd = fd, .events = POLLIN};
+      poll(&pf, 1, (int)((9 - waited) * 1000) + 1);
+    } else {
+      sched_yield();
+    }
+  }
 }
 
 /* "HTTP/1.1 NNN reason\r\n" ... "\r\n\r\n" with a Content-Length that matches the body.
@@ -294,33 +343,50 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                   lines[sel & 3].method, lines[sel & 3].path, ct_line, ce_line, len_line);
   }
 
-  int fd = dial();
-  send_all(fd, head, (size_t)hl);
+  /* The request goes out in one piece; the bytes are what separate sends carried before. */
+  struct iovec iov[8];
+  int n_iov = 0;
+  char sz[2][32];
+#define PIECE(p, n) (iov[n_iov++] = (struct iovec){.iov_base = (void *)(p), .iov_len = (n)})
+  PIECE(head, (size_t)hl);
   if (frame == FRAME_CHUNKED) {
-    /* Two chunks, so the receiver sees the body arrive in pieces. */
+    /* Two chunks, so the receiver's chunk decoder sees the body in pieces. */
     size_t half = body_len / 2;
-    char sz[32];
     for (int part = 0; part < 2; part++) {
       const uint8_t *p = body + (part ? half : 0);
       size_t n = part ? body_len - half : half;
       if (n == 0) continue;
-      int l = snprintf(sz, sizeof sz, "%zx\r\n", n);
-      send_all(fd, sz, (size_t)l);
-      send_all(fd, p, n);
-      send_all(fd, "\r\n", 2);
+      PIECE(sz[part], (size_t)snprintf(sz[part], sizeof sz[part], "%zx\r\n", n));
+      PIECE(p, n);
+      PIECE("\r\n", 2);
     }
-    send_all(fd, "0\r\n\r\n", 5);
-  } else {
+    PIECE("0\r\n\r\n", 5);
+  } else if (body_len > 0) {
     /* A short Content-Length leaves bytes the server must ignore after replying. */
-    send_all(fd, body, body_len);
+    PIECE(body, body_len);
   }
-  shutdown(fd, SHUT_WR);
-  static char reply[65536];
-  size_t len = read_reply(fd, reply, sizeof reply);
+#undef PIECE
+  int sv[2], fd;
+  open_pair(sv);
+  fd = sv[0];
+  struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
+  /* The request goes into the socket before the receiver gets its end, as far as the buffer
+   * takes it (all of it, for libFuzzer's default input sizes): the server finds it complete on
+   * its first wakeup, as when a client's bytes arrived before the server looked. */
+  bool sent = send_all(fd, &mh, MSG_DONTWAIT);
+  if (sent) shutdown(fd, SHUT_WR);
+  CHECK(pc_http_receiver_add_connection(g_receiver, sv[1]) == 0);
+  if (!sent) {
+    send_all(fd, &mh, 0);
+    shutdown(fd, SHUT_WR);
+  }
+  static reply rp;
+  rp.len = 0, rp.eof = false;
+  reply_and_settle(fd, &rp);
   close(fd);
-  int status = parse_reply(reply, len, frame != FRAME_RAW);
+  int status = parse_reply(rp.buf, rp.len, frame != FRAME_RAW);
   /* FUZZ_HTTP_VERBOSE=1 shows what each seed gets back (for keeping the seeds meaningful). */
-  if (getenv("FUZZ_HTTP_VERBOSE")) fprintf(stderr, "status %d: %.200s\n", status, reply);
+  if (getenv("FUZZ_HTTP_VERBOSE")) fprintf(stderr, "status %d: %.200s\n", status, rp.buf);
   check_status(status, sel, enc_sel, body_len);
 out:
   free(gz);
