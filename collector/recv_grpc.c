@@ -548,8 +548,10 @@ static void conn_close(h2_conn *c) {
   }
   if (c->h2) nghttp2_session_del(c->h2);
   if (c->ssl) SSL_free(c->ssl); /* frees both BIOs */
-  epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
-  close(c->fd);
+  if (c->fd >= 0) { /* a connection without a socket: pc_grpc_receiver_feed */
+    epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+  }
   pf_buf_free(&c->out);
   free(c->subject);
   free(c);
@@ -1009,6 +1011,46 @@ int pc_grpc_receiver_start(pc_grpc_receiver **out, const pc_config *cfg, pc_pipe
   *out = r;
   return 0;
 }
+
+/* ---- without a socket ---- */
+
+int pc_grpc_receiver_feed(pc_grpc_receiver *r, const uint8_t *p, size_t n, size_t *out_bytes) {
+  /* a loop of its own, with no epoll and no thread: nothing is shared with the real loops */
+  h2_loop *l = calloc(1, sizeof *l);
+  h2_conn *c = calloc(1, sizeof *c);
+  int rc = l && c ? 0 : PROFILIS_ENOMEM;
+  *out_bytes = 0;
+  if (!rc) {
+    l->r = r;
+    l->ep = l->wake = -1;
+    l->conns = c;
+    c->loop = l;
+    c->fd = -1;
+    c->tls_done = c->want_out = true; /* no epoll registration to change */
+    atomic_fetch_add(&r->n_conns, 1);
+    rc = start_h2(c);
+  }
+  for (size_t off = 0; !rc && off < n;) { /* in socket-sized pieces, as a read would give them */
+    size_t k = n - off < READ_CHUNK ? n - off : READ_CHUNK;
+    rc = feed_h2(c, p + off, k);
+    off += k;
+    while (!rc) { /* the peer reads everything at once: count it, drop it */
+      rc = collect_out(c);
+      if (c->out.len == 0) break;
+      *out_bytes += c->out.len;
+      c->out.len = 0;
+    }
+  }
+  if (c && c->loop) {
+    conn_close(c);
+  } else {
+    free(c);
+  }
+  free(l);
+  return rc;
+}
+
+size_t pc_grpc_receiver_held(const pc_grpc_receiver *r) { return atomic_load(&r->held); }
 
 /* ---- shutdown ---- */
 

@@ -92,3 +92,6 @@ set(PF_COLLECTOR_SRCS ${PC_SRCS})
 list(FILTER PF_COLLECTOR_SRCS EXCLUDE REGEX "/main\\.c$")
 pf_add_fuzz(http_request fuzz_http_request.c ${PF_COLLECTOR_SRCS} LIBS PkgConfig::MHD
   PkgConfig::YAML PkgConfig::GNUTLS PkgConfig::LMDB m)
+# The OTLP/gRPC path: the collector's own HTTP/2 server, connections fed without sockets.
+pf_add_fuzz(grpc_request fuzz_grpc_request.c ${PF_COLLECTOR_SRCS} LIBS PkgConfig::MHD
+  PkgConfig::YAML PkgConfig::GNUTLS PkgConfig::LMDB m)
