@@ -722,7 +722,8 @@ static void on_conn_event(h2_conn *c, uint32_t events) {
       !nghttp2_session_want_write(c->h2) && c->out.len == c->out_off)
     c->dead = true;
   if (c->dead) {
-    if (c->ssl && c->out.len > c->out_off) /* a TLS alert: best effort */
+    (void)collect_out(c); /* a GOAWAY saying why, or a TLS alert: best effort */
+    if (c->out.len > c->out_off)
       (void)send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
     conn_close(c);
   }
