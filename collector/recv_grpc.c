@@ -73,7 +73,7 @@ typedef struct h2_stream {
   int code;
   uint32_t retry_ms;
   char msg[MSG_MAX];       /* status message, plain */
-  char msg_enc[MSG_MAX * 3]; /* percent-encoded */
+  char *msg_enc;           /* percent-encoded, made when the trailers are */
   char code_s[4], pushback[16];
   char *details; /* base64 google.rpc.Status, when retry_ms > 0 */
 } h2_stream;
@@ -192,6 +192,21 @@ static char *base64(const uint8_t *p, size_t n) {
 
 /* ---- streams ---- */
 
+/* Counts len more bytes of s against the receiver's bound on requests still arriving (the
+ * memory budget does not see them yet; a stream's own state counts too, so the bound also
+ * caps streams open at once). Returns false when they do not fit. */
+static bool hold(h2_stream *s, size_t len) {
+  pc_grpc_receiver *r = s->c->loop->r;
+  if (atomic_fetch_add(&r->held, len) + len > r->held_max) {
+    atomic_fetch_sub(&r->held, len);
+    return false;
+  }
+  s->held += len;
+  return true;
+}
+
+static void stream_free(h2_stream *s);
+
 static h2_stream *stream_new(h2_conn *c, int32_t id) {
   h2_stream *s = calloc(1, sizeof *s);
   if (!s) return NULL;
@@ -202,6 +217,10 @@ static h2_stream *stream_new(h2_conn *c, int32_t id) {
   s->next = c->streams;
   if (c->streams) c->streams->prev = s;
   c->streams = s;
+  if (!hold(s, sizeof *s)) {
+    stream_free(s);
+    return NULL;
+  }
   return s;
 }
 
@@ -221,6 +240,7 @@ static void stream_free(h2_stream *s) {
   free(s->authorization);
   free(s->tenant);
   free(s->details);
+  free(s->msg_enc);
   free(s);
 }
 
@@ -234,8 +254,12 @@ static size_t status_nv(h2_stream *s, nghttp2_nv *nv) {
   snprintf(s->code_s, sizeof s->code_s, "%d", s->code);
   nv[n++] = NV("grpc-status", s->code_s, strlen(s->code_s));
   if (s->msg[0]) {
-    percent_encode(s->msg, s->msg_enc, sizeof s->msg_enc);
-    nv[n++] = NV("grpc-message", s->msg_enc, strlen(s->msg_enc));
+    size_t cap = strlen(s->msg) * 3 + 1;
+    free(s->msg_enc);
+    if ((s->msg_enc = malloc(cap))) {
+      percent_encode(s->msg, s->msg_enc, cap);
+      nv[n++] = NV("grpc-message", s->msg_enc, strlen(s->msg_enc));
+    }
   }
   if (s->retry_ms > 0) {
     /* the core's pushback hint, and the google.rpc.Status with RetryInfo that OpenTelemetry
@@ -371,7 +395,8 @@ static int cb_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *u
   h2_conn *c = ud;
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   h2_stream *s = stream_new(c, f->hd.stream_id);
-  if (!s) {
+  if (!s) { /* out of memory, or over the bound on requests arriving: the client may retry */
+    count_status(c->loop->r, PF_GRPC_UNAVAILABLE);
     nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
     return 0;
   }
@@ -448,18 +473,6 @@ static void feed_error(h2_stream *s, int rc) {
   } else {
     answer(s, PF_GRPC_INTERNAL, 0, "malformed request message (framing or gzip)");
   }
-}
-
-/* Counts len more bytes of s against the receiver's bound on requests still arriving (the
- * memory budget does not see them yet). Returns false when they do not fit. */
-static bool hold(h2_stream *s, size_t len) {
-  pc_grpc_receiver *r = s->c->loop->r;
-  if (atomic_fetch_add(&r->held, len) + len > r->held_max) {
-    atomic_fetch_sub(&r->held, len);
-    return false;
-  }
-  s->held += len;
-  return true;
 }
 
 static int cb_data(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *data,
