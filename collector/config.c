@@ -264,7 +264,18 @@ static const cfg_key sampling_keys[] = {
 
 static const cfg_section config_sections[] = {
     {"receivers.otlp.grpc", grpc_keys, LEN(grpc_keys),
-     "The OTLP/gRPC receiver (`TraceService/Export`, gzip accepted)"},
+     "The OTLP/gRPC receiver (`TraceService/Export`, gzip accepted): the collector's own small "
+     "gRPC server on nghttp2 and OpenSSL (`collector/recv_grpc.c`). Its bounds: "
+     "`max_connections` (a connection past it is closed as it arrives and counted in "
+     "`profilis_receiver_refused_connections_total{protocol=\"grpc\"}`), "
+     "`max_concurrent_streams` per connection, 16 KiB of request headers per call, "
+     "`max_recv_msg_size` (checked from the message's length prefix before the body is "
+     "buffered, and again while gunzipping), and half of `limits.memory_limit` for calls still "
+     "arriving over all connections (their bytes and state; past it a call gets `UNAVAILABLE` "
+     "with a retry delay, or a new stream REFUSED_STREAM). A connection must finish TLS and the "
+     "HTTP/2 preface within 20 s; an idle one is pinged after `keepalive.time` and closed when "
+     "the ping goes unanswered for `keepalive.timeout`. On SIGTERM every connection gets a "
+     "GOAWAY; calls already started finish"},
     {"receivers.otlp.http", http_keys, LEN(http_keys),
      "The OTLP/HTTP receiver: `application/x-protobuf` and `application/json` bodies, gzip "
      "accepted"},
