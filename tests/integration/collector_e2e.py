@@ -56,6 +56,18 @@ def wait_port(port, proc, timeout=20):
     raise RuntimeError("port %d never opened" % port)
 
 
+def read_jsonl(path):
+    """The complete lines of a JSONL file that another process may still be writing, parsed. A
+    last line without its newline yet is left for the next read; [] while the file is absent."""
+    try:
+        with open(path) as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    data = data[:data.rfind("\n") + 1]
+    return [json.loads(l) for l in data.splitlines() if l.strip()]
+
+
 def wait_for(pred, timeout=20):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -123,10 +135,7 @@ service:
             wait_port(p, self.proc)
 
     def spans(self):
-        if not os.path.exists(self.jsonl):
-            return []
-        with open(self.jsonl) as f:
-            return [json.loads(l) for l in f if l.strip()]
+        return read_jsonl(self.jsonl)
 
     def get(self, path):
         with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.admin, path), timeout=5) as r:
@@ -208,10 +217,7 @@ def case_sdk_to_otlp(args, wd):
         check(lg.returncode == 0 and last.startswith("sent=3000 exported=3000"), "loadgen: " + last)
 
         def sink_spans():
-            if not os.path.exists(sink_out):
-                return []
-            with open(sink_out) as f:
-                return [json.loads(l) for l in f if l.strip()]
+            return read_jsonl(sink_out)
         check(wait_for(lambda: len(sink_spans()) >= 3000), "all 3000 spans reached the grpcio receiver")
         got = sink_spans()
         check(len(got) == 3000 and len({s["span_id"] for s in got}) == 3000, "exactly once each")

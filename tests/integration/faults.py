@@ -38,7 +38,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from collector_e2e import Collector as E2ECollector  # noqa: E402
-from collector_e2e import check, free_port, listen_yaml, metric, wait_for, wait_port  # noqa: E402
+from collector_e2e import (check, free_port, listen_yaml, metric, read_jsonl, wait_for,  # noqa: E402
+                           wait_port)
 from tenants_e2e import Sink, loadgen  # noqa: E402
 
 SKIP = 77
@@ -121,10 +122,7 @@ class FaultSink(Sink):
         wait_port(self.port, self.proc)
 
     def calls(self):
-        if not os.path.exists(self.calls_path):
-            return []
-        with open(self.calls_path) as f:
-            return [json.loads(l) for l in f if l.strip()]
+        return read_jsonl(self.calls_path)
 
     def ids(self):
         return [s["span_id"] for s in self.spans()]

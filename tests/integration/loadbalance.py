@@ -14,7 +14,6 @@ The model is the documented hash of collector/pc_loadbalance.h, written again he
 also checks that the exporter routes by exactly that function.
 Usage: loadbalance.py --bin BUILD/bin --src SOURCE_DIR"""
 import argparse
-import json
 import os
 import re
 import signal
@@ -24,7 +23,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from collector_e2e import PY, Collector, check, free_port, wait_for, wait_port  # noqa: E402
+from collector_e2e import (PY, Collector, check, free_port, read_jsonl, wait_for,  # noqa: E402
+                           wait_port)
 
 M64 = (1 << 64) - 1
 SPANS = 3000  # per phase: 1000 traces of 3 spans
@@ -62,10 +62,7 @@ class Sink:
         wait_port(self.port, self.proc)
 
     def spans(self, service):
-        if not os.path.exists(self.out):
-            return []
-        with open(self.out) as f:
-            got = [json.loads(l) for l in f if l.strip()]
+        got = read_jsonl(self.out)
         return [s for s in got if s["resource"].get("service.name") == service]
 
     def stop(self):

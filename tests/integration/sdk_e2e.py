@@ -12,6 +12,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from collector_e2e import read_jsonl  # noqa: E402
+
 PY = "/usr/bin/python3"
 
 
@@ -49,10 +52,7 @@ class Sink:
                 self.proc.wait()
 
     def spans(self):
-        if not os.path.exists(self.out):
-            return []
-        with open(self.out) as f:
-            return [json.loads(l) for l in f if l.strip()]
+        return read_jsonl(self.out)
 
 
 class Driver:

@@ -27,7 +27,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from collector_e2e import (PY, check, free_port, listen_yaml, metric, rss_kib,  # noqa: E402
+from collector_e2e import (PY, check, free_port, listen_yaml, metric, read_jsonl, rss_kib,  # noqa: E402
                            sanitized, wait_for, wait_port)
 from collector_receivers import CLIENT_EXT, issue_cert, make_certs  # noqa: E402
 
@@ -67,10 +67,7 @@ class Sink:
             self.proc.wait(10)
 
     def spans(self):
-        if not os.path.exists(self.out):
-            return []
-        with open(self.out) as f:
-            return [json.loads(l) for l in f if l.strip()]
+        return read_jsonl(self.out)
 
 
 class Collector:
@@ -154,11 +151,7 @@ service:
         return next(e for e in self.tenant(tid)["exporters"] if e["name"] == "otlp/" + tid)
 
     def jsonl(self, tenant):
-        path = os.path.join(self.wd, "%s.jsonl" % tenant)
-        if not os.path.exists(path):
-            return []
-        with open(path) as f:
-            return [json.loads(l) for l in f if l.strip()]
+        return read_jsonl(os.path.join(self.wd, "%s.jsonl" % tenant))
 
     def stop(self):
         if self.proc.poll() is None:
