@@ -555,9 +555,10 @@ static void conn_close(h2_conn *c) {
   if (c->prev) c->prev->next = c->next;
   else l->conns = c->next;
   if (c->next) c->next->prev = c->prev;
-  while (c->streams) {
-    if (!c->streams->answered) count_status(l->r, PF_GRPC_CANCELLED);
-    stream_free(c->streams);
+  for (h2_stream *s = c->streams, *next; s; s = next) {
+    next = s->next;
+    if (!s->answered) count_status(l->r, PF_GRPC_CANCELLED);
+    stream_free(s);
   }
   if (c->h2) nghttp2_session_del(c->h2);
   if (c->ssl) SSL_free(c->ssl); /* frees both BIOs */
@@ -836,14 +837,12 @@ static void on_stop(h2_loop *l, uint64_t now) {
   bool cut = now - r->stop_ms >= STOP_GRACE_MS;
   for (h2_conn *c = l->conns, *next; c; c = next) {
     next = c->next;
-    if (cut) {
-      c->dead = true;
-    } else if (!c->goaway && c->h2 && c->tls_done) {
+    if (cut || !c->tls_done || !c->preface) {
+      c->dead = true; /* past the grace period, or nothing accepted on it yet */
+    } else if (!c->goaway && c->h2) {
       c->goaway = true;
       nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->h2),
                             NGHTTP2_NO_ERROR, NULL, 0);
-    } else if (!c->tls_done || !c->preface) {
-      c->dead = true; /* nothing accepted on it yet */
     }
     on_conn_event(c, 0);
   }
