@@ -283,19 +283,6 @@ static inline void put_cstr(pf_json *j, const char *s) {
 
 /* ---- values ---- */
 
-static int b64(pf_json *j, const uint8_t *p, size_t n) {
-  static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  LIT(j, "\"");
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                 (i + 2 < n ? p[i + 2] : 0);
-    char q[4] = {tbl[v >> 18], tbl[(v >> 12) & 63], i + 1 < n ? tbl[(v >> 6) & 63] : '=',
-                 i + 2 < n ? tbl[v & 63] : '='};
-    pf_json_raw(j, q, 4);
-  }
-  return LIT(j, "\"");
-}
-
 static void any_json(pf_json *j, const uint8_t *p, size_t n, bool otlp, int depth);
 
 /* The values of an ArrayValue (otlp: each as an AnyValue object). */
@@ -400,7 +387,7 @@ static void any_json(pf_json *j, const uint8_t *p, size_t n, bool otlp, int dept
     kvlist_json(j, f.p, f.n, otlp, depth);
     break;
   default:
-    b64(j, f.p, f.n);
+    pf_json_base64(j, f.p, f.n);
     break;
   }
   if (otlp) pf_json_lit(j, ends[f.num]);
@@ -472,7 +459,7 @@ static void otlp_value(pf_json *j, const pf_attr_view *a) {
     return;
   case PF_ATTR_BYTES:
     LIT(j, "{\"bytesValue\":");
-    b64(j, a->val, a->val_len);
+    pf_json_base64(j, a->val, a->val_len);
     LIT(j, "}");
     return;
   case PF_ATTR_ANYVALUE:
@@ -551,7 +538,7 @@ static void plain_attrs(pf_json *j, const uint8_t *sec, size_t len) {
     put_str(j, a.key, a.key_len);
     LIT(j, ":");
     if ((int)a.type == PF_ATTR_BYTES)
-      b64(j, a.val, a.val_len);
+      pf_json_base64(j, a.val, a.val_len);
     else if ((int)a.type == PF_ATTR_ANYVALUE)
       any_json(j, a.val, a.val_len, false, 0);
     else

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "grpc_frame.h"
+#include "json_write.h"
 #include "pc_decode.h"
 #include "pc_receivers.h"
 #include "pc_tenancy.h"
@@ -171,22 +172,8 @@ static void percent_encode(const char *in, char *out, size_t cap) {
 
 /* Standard base64 without padding, as -bin metadata is sent. Returns NULL on ENOMEM. */
 static char *base64(const uint8_t *p, size_t n) {
-  static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  char *out = malloc(n / 3 * 4 + 5);
-  if (!out) return NULL;
-  size_t o = 0, i = 0;
-  for (; i + 3 <= n; i += 3) {
-    uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-    out[o++] = tab[v >> 18], out[o++] = tab[v >> 12 & 63];
-    out[o++] = tab[v >> 6 & 63], out[o++] = tab[v & 63];
-  }
-  if (n - i == 1) {
-    out[o++] = tab[p[i] >> 2], out[o++] = tab[(p[i] & 3) << 4];
-  } else if (n - i == 2) {
-    uint32_t v = (uint32_t)p[i] << 8 | p[i + 1];
-    out[o++] = tab[v >> 10], out[o++] = tab[v >> 4 & 63], out[o++] = tab[(v & 15) << 2];
-  }
-  out[o] = '\0';
+  char *out = malloc(PF_BASE64_LEN(n) + 1);
+  if (out) out[pf_base64(out, p, n, false)] = '\0';
   return out;
 }
 

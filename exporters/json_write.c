@@ -195,13 +195,9 @@ static void array(pf_json *j, const pf_attr_view *a) {
   pf_json_raw(j, "]", 1);
 }
 
-int pf_json_base64(pf_json *j, const uint8_t *s, size_t n) {
+size_t pf_base64(char *dst, const uint8_t *s, size_t n, bool pad) {
   static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  if (j->err) return j->err;
-  j->err = n > SIZE_MAX / 2 ? PROFILIS_ENOMEM : pf_buf_reserve(j->out, (n + 2) / 3 * 4 + 2);
-  if (j->err) return j->err;
-  char *d = (char *)j->out->p + j->out->len;
-  *d++ = '"';
+  char *d = dst;
   size_t i = 0;
   for (; i + 3 <= n; i += 3, d += 4) {
     uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
@@ -210,14 +206,24 @@ int pf_json_base64(pf_json *j, const uint8_t *s, size_t n) {
     d[2] = al[(v >> 6) & 63];
     d[3] = al[v & 63];
   }
-  if (i < n) { /* one or two bytes left: padded to four characters */
+  if (i < n) { /* one or two bytes left: two or three characters, padded to four */
     uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
-    d[0] = al[v >> 18];
-    d[1] = al[(v >> 12) & 63];
-    d[2] = i + 1 < n ? al[(v >> 6) & 63] : '=';
-    d[3] = '=';
-    d += 4;
+    *d++ = al[v >> 18];
+    *d++ = al[(v >> 12) & 63];
+    if (i + 1 < n) *d++ = al[(v >> 6) & 63];
+    else if (pad) *d++ = '=';
+    if (pad) *d++ = '=';
   }
+  return (size_t)(d - dst);
+}
+
+int pf_json_base64(pf_json *j, const uint8_t *s, size_t n) {
+  if (j->err) return j->err;
+  j->err = n > SIZE_MAX / 2 ? PROFILIS_ENOMEM : pf_buf_reserve(j->out, PF_BASE64_LEN(n) + 2);
+  if (j->err) return j->err;
+  char *d = (char *)j->out->p + j->out->len;
+  *d++ = '"';
+  d += pf_base64(d, s, n, true);
   *d++ = '"';
   j->out->len = (size_t)((uint8_t *)d - j->out->p);
   return 0;

@@ -42,6 +42,10 @@ int pf_json_i64(pf_json *j, int64_t v);
 int pf_json_double(pf_json *j, double v);
 int pf_json_bool(pf_json *j, bool v);
 
+/* Standard base64 of n bytes into dst, padded with '=' or not (gRPC -bin metadata is sent
+ * without); returns the characters written (at most PF_BASE64_LEN(n)), no NUL. */
+#define PF_BASE64_LEN(n) (((n) + 2) / 3 * 4)
+size_t pf_base64(char *dst, const uint8_t *bytes, size_t n, bool pad);
 /* Appends bytes as a quoted base64 string (standard alphabet, padded): OTLP/JSON bytes. */
 int pf_json_base64(pf_json *j, const uint8_t *bytes, size_t n);
 /* Writes an attribute's value: string, true/false, number, or an array of those; the

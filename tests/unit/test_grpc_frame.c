@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "grpc_frame.h"
+#include "json_write.h"
 #include "profilis/common.h"
 
 /* ---- helpers ---- */
@@ -446,6 +447,26 @@ static void test_base64(void **state) {
   assert_int_equal(pf_grpc_base64_decode("", 0, out, sizeof out), 0);
 }
 
+/* The encoder (json_write.h) that the collector's gRPC server uses for -bin trailers: padded
+ * and unpadded forms, each decoded back by the client's decoder. */
+static void test_base64_encode(void **state) {
+  static const uint8_t in[] = {0x00, 0xfb, 0xff, 0x10, 0x7f};
+  char enc[PF_BASE64_LEN(sizeof in) + 1];
+  uint8_t back[8];
+  assert_int_equal(pf_base64(enc, (const uint8_t *)"hello", 5, true), 8);
+  assert_memory_equal(enc, "aGVsbG8=", 8);
+  assert_int_equal(pf_base64(enc, (const uint8_t *)"hello", 5, false), 7);
+  assert_memory_equal(enc, "aGVsbG8", 7);
+  for (size_t n = 0; n <= sizeof in; n++) {
+    size_t padded = pf_base64(enc, in, n, true);
+    assert_int_equal(padded, PF_BASE64_LEN(n));
+    size_t bare = pf_base64(enc, in, n, false);
+    assert_int_equal(bare, padded - (n % 3 ? 3 - n % 3 : 0));
+    assert_int_equal(pf_grpc_base64_decode(enc, bare, back, sizeof back), (int)n);
+    assert_memory_equal(back, in, n);
+  }
+}
+
 /* ---- grpc-timeout ---- */
 
 static void test_timeout(void **state) {
@@ -579,6 +600,7 @@ int main(void) {
       cmocka_unit_test(test_meta_http_mapping),
       cmocka_unit_test(test_retry_info),
       cmocka_unit_test(test_base64),
+      cmocka_unit_test(test_base64_encode),
       cmocka_unit_test(test_timeout),
       cmocka_unit_test(test_endpoint),
       cmocka_unit_test(test_pb_reader),
