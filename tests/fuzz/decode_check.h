@@ -9,17 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fuzz_check.h"
 #include "../unit/collector/decode_fixtures.h"
 #include "json_parse.h"
 #include "json_write.h"
-
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                        \
-      abort();                                                                                     \
-    }                                                                                              \
-  } while (0)
 
 /* Decodes `0x0a len body` (one ResourceSpans) and checks it gives the same chunk as c. */
 static void check_resource_spans(const pc_chunk *c, const uint8_t *body, size_t n, bool wrap) {

@@ -8,16 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "grpc_frame.h"
 #include "profilis/common.h"
-
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                        \
-      abort();                                                                                     \
-    }                                                                                              \
-  } while (0)
 
 /* What one run over the stream produced: every message, concatenated with its length. */
 typedef struct run_out {

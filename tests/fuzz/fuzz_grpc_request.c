@@ -7,76 +7,23 @@
  * grpc-encoding come from small tables, then the body framed as a gRPC message, gzipped when
  * asked, cut into DATA frames of a fuzzed size, on one or two streams). After every connection
  * the receiver must hold no request bytes, and a built connection must not be a protocol error. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <nghttp2/nghttp2.h>
 
-#include "pc_config.h"
-#include "pc_exporter.h"
-#include "pc_metrics.h"
-#include "pc_pipeline.h"
+#include "fuzz_collector.h"
 #include "pc_receivers.h"
 #include "pf_buf.h"
-#include "pf_log.h"
-#include "pf_record.h"
-#include "profilis/common.h"
-
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                        \
-      abort();                                                                                     \
-    }                                                                                              \
-  } while (0)
 
 #define MAX_MSG 65536 /* receiver limit: small, so the size refusals are reachable */
 #define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 static pc_grpc_receiver *g_recv;
-
-/* ---- a discarding exporter that checks what reaches it ---- */
-
-static int discard_export(pc_exporter *e, pc_chunk *const *chunks, size_t n,
-                          const pf_deadline *dl, uint64_t *rejected) {
-  (void)e, (void)dl;
-  for (size_t i = 0; i < n; i++)
-    for (uint32_t j = 0; j < chunks[i]->n_spans; j++) CHECK(pf_rec_sections_fit(chunks[i]->spans[j]));
-  *rejected = 0;
-  return 0;
-}
-
-static void discard_destroy(pc_exporter *e) { free(e); }
-
-static int discard_factory(pc_exporter **out, const pc_exporter_cfg *cfg, void *arg) {
-  (void)arg;
-  pc_exporter *e = calloc(1, sizeof *e);
-  if (!e) return PROFILIS_ENOMEM;
-  e->cfg = cfg;
-  e->export_chunks = discard_export;
-  e->destroy = discard_destroy;
-  *out = e;
-  return 0;
-}
-
-/* A port nobody listens on now: bind port 0, read what the kernel chose, close. */
-static uint16_t free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t l = sizeof a;
-  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-  CHECK(getsockname(fd, (struct sockaddr *)&a, &l) == 0);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
@@ -86,7 +33,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   snprintf(yaml, sizeof yaml,
            "receivers:\n"
            "  otlp:\n"
-           "    grpc: {endpoint: \"127.0.0.1:%u\", max_recv_msg_size: 64KiB}\n"
+           "    grpc: {endpoint: \"127.0.0.1:%u\", max_recv_msg_size: %u}\n"
            "    http: {enabled: false}\n"
            "limits: {memory_limit: 1MiB}\n"
            "log: {level: error}\n"
@@ -94,18 +41,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
            "  jsonl: {path: /dev/null, batch: {size: 64, timeout: 1ms}}\n"
            "service:\n"
            "  exporters: [jsonl]\n",
-           free_port());
+           fuzz_free_port(), MAX_MSG);
   pc_config *cfg = NULL;
-  pc_errors errs = {0};
-  int rc = pc_config_parse(yaml, strlen(yaml), "<fuzz>", &cfg, &errs);
-  for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "config: %s\n", errs.msgs[i]);
-  CHECK(rc == 0);
-  pc_errors_free(&errs);
-  pf_log_configure(PF_LOG_ERROR, false);
   pc_metrics *m = NULL;
   pc_pipeline *p = NULL;
-  CHECK(pc_metrics_new(&m) == 0);
-  CHECK(pc_pipeline_new_with(&p, cfg, m, discard_factory, NULL) == 0);
+  fuzz_collector_start(yaml, &cfg, &m, &p);
   CHECK(pc_grpc_receiver_start(&g_recv, cfg, p, m) == 0);
   /* Never stopped: libFuzzer exits the process; the objects stay reachable through these. */
   static void *keep[3];

@@ -9,17 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "grpc_frame.h"
 #include "otlp_exporter.h"
 #include "profilis/common.h"
-
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                        \
-      abort();                                                                                     \
-    }                                                                                              \
-  } while (0)
 
 static void check_meta(const pf_grpc_meta *m) {
   size_t len = strnlen(m->message, sizeof m->message);

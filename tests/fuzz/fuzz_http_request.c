@@ -10,9 +10,7 @@
  * fits the request. Each input ends only once the server has freed all it made for it (the
  * connection, the exported chunks), so libFuzzer's per-input leak check sees it on its own. */
 #define _GNU_SOURCE /* strcasestr */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdint.h>
@@ -27,69 +25,21 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "pc_config.h"
-#include "pc_exporter.h"
-#include "pc_metrics.h"
-#include "pc_pipeline.h"
+#include "fuzz_collector.h"
 #include "pc_receivers.h"
-#include "pf_log.h"
-#include "pf_record.h"
 #include "profilis/common.h"
-
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                        \
-      abort();                                                                                     \
-    }                                                                                              \
-  } while (0)
 
 #define MAX_BODY 65536 /* receiver limit: small, so the 413 paths are reachable */
 
-static uint16_t g_port;
 static pc_http_receiver *g_receiver;
 static pc_pipeline *g_pipeline;
 
-/* ---- a discarding exporter that checks what reaches it ---- */
-
-static int discard_export(pc_exporter *e, pc_chunk *const *chunks, size_t n,
-                          const pf_deadline *dl, uint64_t *rejected) {
-  for (size_t i = 0; i < n; i++)
-    for (uint32_t j = 0; j < chunks[i]->n_spans; j++) CHECK(pf_rec_sections_fit(chunks[i]->spans[j]));
-  *rejected = 0;
-  return 0;
-}
-
-static void discard_destroy(pc_exporter *e) { free(e); }
-
-static int discard_factory(pc_exporter **out, const pc_exporter_cfg *cfg, void *arg) {
-  pc_exporter *e = calloc(1, sizeof *e);
-  if (!e) return PROFILIS_ENOMEM;
-  e->cfg = cfg;
-  e->export_chunks = discard_export;
-  e->destroy = discard_destroy;
-  *out = e;
-  return 0;
-}
-
 /* ---- start-up: config, pipeline and receiver live for the whole process ---- */
 
-/* The receiver still listens on a TCP port, though inputs come through
- * pc_http_receiver_add_connection. A port nobody listens on now: bind port 0, read what the
- * kernel chose, close. */
-static uint16_t free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t l = sizeof a;
-  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-  CHECK(getsockname(fd, (struct sockaddr *)&a, &l) == 0);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  /* The receiver still listens on a TCP port, though inputs come through
+   * pc_http_receiver_add_connection. */
   char yaml[512];
-  g_port = free_port();
   snprintf(yaml, sizeof yaml,
            "receivers:\n"
            "  otlp:\n"
@@ -100,19 +50,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
            "  jsonl: {path: /dev/null, batch: {size: 64, timeout: 1ms}}\n"
            "service:\n"
            "  exporters: [jsonl]\n",
-           g_port, MAX_BODY);
+           fuzz_free_port(), MAX_BODY);
   pc_config *cfg = NULL;
-  pc_errors errs = {0};
-  int rc = pc_config_parse(yaml, strlen(yaml), "<fuzz>", &cfg, &errs);
-  for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "config: %s\n", errs.msgs[i]);
-  CHECK(rc == 0);
-  pc_errors_free(&errs);
-  pf_log_configure(PF_LOG_ERROR, false);
   pc_metrics *m = NULL;
   pc_pipeline *p = NULL;
   pc_http_receiver *r = NULL;
-  CHECK(pc_metrics_new(&m) == 0);
-  CHECK(pc_pipeline_new_with(&p, cfg, m, discard_factory, NULL) == 0);
+  fuzz_collector_start(yaml, &cfg, &m, &p);
   CHECK(pc_http_receiver_start(&r, cfg, p, m) == 0);
   g_receiver = r, g_pipeline = p;
   /* Never stopped: libFuzzer exits the process; the objects stay reachable through these. */

@@ -7,15 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "profilis/propagation.h"
-
-#define CHECK(c)                                                                               \
-  do {                                                                                         \
-    if (!(c)) {                                                                                \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                   \
-      abort();                                                                                 \
-    }                                                                                          \
-  } while (0)
 
 static void fuzz_traceparent(const char *s, size_t n) {
   profilis_span_context a, b;
