@@ -39,12 +39,12 @@
 
 #define EXPORT_METHOD "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 #define MAX_LOOPS 4
-#define STOP_GRACE_MS 10000u /* calls still running after this are cut off */
+#define STOP_GRACE_MS 10000u        /* calls still running after this are cut off */
 #define HANDSHAKE_TIMEOUT_MS 20000u /* TLS and the HTTP/2 preface must be done by then */
-#define TICK_MS 1000             /* timer resolution: handshakes, keepalive, stop grace */
+#define TICK_MS 1000                /* timer resolution: handshakes, keepalive, stop grace */
 #define READ_CHUNK (64 * 1024)
-#define READS_PER_EVENT 16       /* then other connections get their turn */
-#define OUT_HIGH (256 * 1024)    /* stop asking nghttp2 for output above this backlog */
+#define READS_PER_EVENT 16    /* then other connections get their turn */
+#define OUT_HIGH (256 * 1024) /* stop asking nghttp2 for output above this backlog */
 #define HEADER_BYTES_MAX (16 * 1024)
 #define STREAM_WINDOW (4 << 20)
 #define CONN_WINDOW (16 << 20)
@@ -62,7 +62,7 @@ typedef struct h2_stream {
   struct h2_stream *prev, *next;
   size_t header_bytes;
   bool post, path_ok, grpc_type, bad_encoding, answered;
-  char tenant_header[136]; /* the header naming the tenant (config), "" when none */
+  char tenant_header[136];      /* the header naming the tenant (config), "" when none */
   char *authorization, *tenant; /* NULL when absent */
   size_t authorization_len, tenant_len;
   pf_grpc_parser parser;
@@ -73,8 +73,8 @@ typedef struct h2_stream {
   size_t resp_off;
   int code;
   uint32_t retry_ms;
-  char msg[MSG_MAX];       /* status message, plain */
-  char *msg_enc;           /* percent-encoded, made when the trailers are */
+  char msg[MSG_MAX]; /* status message, plain */
+  char *msg_enc;     /* percent-encoded, made when the trailers are */
   char code_s[4], pushback[16];
   char *details; /* base64 google.rpc.Status, when retry_ms > 0 */
 } h2_stream;
@@ -83,19 +83,19 @@ struct h2_conn {
   h2_loop *loop;
   h2_conn *prev, *next;
   int fd;
-  SSL *ssl;       /* NULL for plain TCP */
+  SSL *ssl; /* NULL for plain TCP */
   BIO *rbio, *wbio;
-  bool tls_done;  /* handshake finished (always true without TLS) */
-  bool preface;   /* the client's SETTINGS arrived */
-  bool dead;      /* close at the end of this event */
-  bool goaway;    /* the stop GOAWAY is queued */
+  bool tls_done; /* handshake finished (always true without TLS) */
+  bool preface;  /* the client's SETTINGS arrived */
+  bool dead;     /* close at the end of this event */
+  bool goaway;   /* the stop GOAWAY is queued */
   nghttp2_session *h2;
-  pf_buf out;     /* bytes for the socket, from out_off */
+  pf_buf out; /* bytes for the socket, from out_off */
   size_t out_off;
-  bool want_out;  /* EPOLLOUT registered */
+  bool want_out; /* EPOLLOUT registered */
   uint64_t born_ms, active_ms, ping_ms;
   bool ping_out;
-  char *subject;  /* verified client certificate subject (mTLS) */
+  char *subject; /* verified client certificate subject (mTLS) */
   h2_stream *streams;
 };
 
@@ -219,8 +219,10 @@ static void stream_release(h2_stream *s) {
 static void stream_free(h2_stream *s) {
   h2_conn *c = s->c;
   stream_release(s);
-  if (s->prev) s->prev->next = s->next;
-  else c->streams = s->next;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    c->streams = s->next;
   if (s->next) s->next->prev = s->prev;
   pf_grpc_parser_free(&s->parser);
   pf_buf_free(&s->resp);
@@ -301,7 +303,8 @@ static void answer(h2_stream *s, int code, uint32_t retry_ms, const char *msg) {
     n += status_nv(s, nv + n);
     rc = nghttp2_submit_response(s->c->h2, s->id, nv, n, NULL);
   }
-  if (rc != 0) nghttp2_submit_rst_stream(s->c->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+  if (rc != 0)
+    nghttp2_submit_rst_stream(s->c->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
 }
 
 /* An HTTP-level refusal (not gRPC at all): just a status. */
@@ -406,8 +409,8 @@ static int copy_value(char **dst, size_t *dl, const uint8_t *v, size_t vl) {
   return 0;
 }
 
-static int cb_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t *name,
-                     size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud) {
+static int cb_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+                     const uint8_t *value, size_t vl, uint8_t flags, void *ud) {
   (void)flags, (void)ud;
   h2_stream *s = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
   if (!s || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
@@ -429,8 +432,7 @@ static int cb_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t 
     if (copy_value(&s->authorization, &s->authorization_len, value, vl))
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   } else if (s->tenant_header[0] && name_is(name, nl, s->tenant_header)) {
-    if (
-        copy_value(&s->tenant, &s->tenant_len, value, vl))
+    if (copy_value(&s->tenant, &s->tenant_len, value, vl))
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
   return 0;
@@ -462,12 +464,13 @@ static void feed_error(h2_stream *s, int rc) {
   }
 }
 
-static int cb_data(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *data,
-                   size_t len, void *ud) {
+static int cb_data(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                   void *ud) {
   (void)flags, (void)ud;
   h2_stream *s = nghttp2_session_get_stream_user_data(h2, id);
   if (s && !s->answered && !hold(s, len)) {
-    answer(s, PF_GRPC_UNAVAILABLE, 1000, "receiver buffers full: too many requests arriving at once");
+    answer(s, PF_GRPC_UNAVAILABLE, 1000,
+           "receiver buffers full: too many requests arriving at once");
     return 0;
   }
   while (s && !s->answered && len > 0) {
@@ -523,8 +526,7 @@ static int cb_stream_close(nghttp2_session *h2, int32_t id, uint32_t err, void *
 }
 
 static int make_callbacks(pc_grpc_receiver *r) {
-  if (nghttp2_session_callbacks_new(&r->cbs) || nghttp2_option_new(&r->opt))
-    return PROFILIS_ENOMEM;
+  if (nghttp2_session_callbacks_new(&r->cbs) || nghttp2_option_new(&r->opt)) return PROFILIS_ENOMEM;
   nghttp2_session_callbacks_set_on_begin_headers_callback(r->cbs, cb_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(r->cbs, cb_header);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(r->cbs, cb_data);
@@ -539,8 +541,10 @@ static int make_callbacks(pc_grpc_receiver *r) {
 
 static void conn_close(h2_conn *c) {
   h2_loop *l = c->loop;
-  if (c->prev) c->prev->next = c->next;
-  else l->conns = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    l->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   for (h2_stream *s = c->streams, *next; s; s = next) {
     next = s->next;
@@ -549,7 +553,7 @@ static void conn_close(h2_conn *c) {
   }
   if (c->h2) nghttp2_session_del(c->h2);
   if (c->ssl) SSL_free(c->ssl); /* frees both BIOs */
-  if (c->fd >= 0) { /* a connection without a socket: pc_grpc_receiver_feed */
+  if (c->fd >= 0) {             /* a connection without a socket: pc_grpc_receiver_feed */
     epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
   }
@@ -634,8 +638,9 @@ static void log_tls_refusal(h2_conn *c) {
   if (e) ERR_error_string_n(e, why, sizeof why);
   long v = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
   if (v != X509_V_OK)
-    pf_log_rl(&rl_tls_cert, PF_LOG_WARN, "grpc receiver: TLS handshake refused: client certificate: %s",
-                   X509_verify_cert_error_string(v));
+    pf_log_rl(&rl_tls_cert, PF_LOG_WARN,
+              "grpc receiver: TLS handshake refused: client certificate: %s",
+              X509_verify_cert_error_string(v));
   else
     pf_log_rl(&rl_tls, PF_LOG_WARN, "grpc receiver: TLS handshake refused: %s", why);
   ERR_clear_error();
@@ -725,7 +730,8 @@ static void on_conn_event(h2_conn *c, uint32_t events) {
   if (c->dead) {
     (void)collect_out(c); /* a GOAWAY saying why, or a TLS alert: best effort */
     if (c->out.len > c->out_off)
-      (void)send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+      (void)send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off,
+                 MSG_NOSIGNAL | MSG_DONTWAIT);
     conn_close(c);
   }
 }
@@ -755,7 +761,7 @@ static void accept_one(h2_loop *l, int fd) {
     atomic_fetch_sub(&r->n_conns, 1);
     pc_counter_add(r->conn_refused, 1);
     pf_log_rl(&rl_conns, PF_LOG_WARN, "grpc receiver: %d connections open, refusing another",
-                   r->max_conns);
+              r->max_conns);
     close(fd);
     return;
   }
@@ -803,8 +809,9 @@ static void on_tick(h2_loop *l, uint64_t now) {
       if (now - c->born_ms >= HANDSHAKE_TIMEOUT_MS) c->dead = true;
     } else if (c->ping_out) {
       if (now - c->ping_ms >= r->keepalive_timeout_ms) {
-        pf_log_rl(&rl_keepalive, PF_LOG_WARN, "grpc receiver: keepalive ping unanswered for %u ms, closing",
-                       r->keepalive_timeout_ms);
+        pf_log_rl(&rl_keepalive, PF_LOG_WARN,
+                  "grpc receiver: keepalive ping unanswered for %u ms, closing",
+                  r->keepalive_timeout_ms);
         c->dead = true;
       }
     } else if (now - c->active_ms >= r->keepalive_ms) {
@@ -828,8 +835,9 @@ static void on_stop(h2_loop *l, uint64_t now) {
       c->dead = true; /* past the grace period, or nothing accepted on it yet */
     } else if (!c->goaway && c->h2) {
       c->goaway = true;
-      nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->h2),
-                            NGHTTP2_NO_ERROR, NULL, 0);
+      nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+                            nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR, NULL,
+                            0);
     }
     on_conn_event(c, 0);
   }

@@ -26,7 +26,8 @@ static int fuzz_discard_export(pc_exporter *e, pc_chunk *const *chunks, size_t n
                                const pf_deadline *dl, uint64_t *rejected) {
   (void)e, (void)dl;
   for (size_t i = 0; i < n; i++)
-    for (uint32_t j = 0; j < chunks[i]->n_spans; j++) CHECK(pf_rec_sections_fit(chunks[i]->spans[j]));
+    for (uint32_t j = 0; j < chunks[i]->n_spans; j++)
+      CHECK(pf_rec_sections_fit(chunks[i]->spans[j]));
   *rejected = 0;
   return 0;
 }

@@ -56,17 +56,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 /* ---- building a request ---- */
 
 static const char *const methods[] = {"POST", "GET", "PUT", "POST"};
-static const char *const paths[] = {"/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                                    "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-                                    "/", "/opentelemetry.proto.collector.trace.v1.TraceService/Export"};
+static const char *const paths[] = {
+    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", "/",
+    "/opentelemetry.proto.collector.trace.v1.TraceService/Export"};
 static const char *const types[] = {"application/grpc", "application/grpc+proto",
                                     "application/json", "application/grpc;charset=utf-8"};
 static const char *const encodings[] = {NULL, "gzip", "identity", "br"};
 
 static void frame_header(pf_buf *b, size_t len, uint8_t type, uint8_t flags, int32_t sid) {
-  uint8_t h[9] = {(uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len, type, flags,
-                  (uint8_t)(sid >> 24 & 0x7f), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8),
-                  (uint8_t)sid};
+  uint8_t h[9] = {
+      (uint8_t)(len >> 16),        (uint8_t)(len >> 8),  (uint8_t)len,        type,        flags,
+      (uint8_t)(sid >> 24 & 0x7f), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8), (uint8_t)sid};
   CHECK(pf_buf_append(b, h, sizeof h) == 0);
 }
 
@@ -108,8 +109,10 @@ static void gzip(const uint8_t *in, size_t n, pf_buf *out) {
 static void message(pf_buf *msg, const uint8_t *body, size_t n, bool compress) {
   uint8_t prefix[5] = {compress ? 1 : 0};
   CHECK(pf_buf_append(msg, prefix, sizeof prefix) == 0);
-  if (compress) gzip(body, n, msg);
-  else CHECK(pf_buf_append(msg, body, n) == 0);
+  if (compress)
+    gzip(body, n, msg);
+  else
+    CHECK(pf_buf_append(msg, body, n) == 0);
   uint32_t len = (uint32_t)(msg->len - 5);
   msg->p[1] = (uint8_t)(len >> 24), msg->p[2] = (uint8_t)(len >> 16);
   msg->p[3] = (uint8_t)(len >> 8), msg->p[4] = (uint8_t)len;
@@ -131,15 +134,19 @@ static void build(pf_buf *b, uint8_t sel, uint8_t how, const uint8_t *body, size
   nghttp2_hd_deflater *hd = NULL;
   CHECK(nghttp2_hd_deflate_new(&hd, 4096) == 0);
   pf_buf msg = {0};
-  if (how & 2) CHECK(pf_buf_append(&msg, body, n) == 0);
-  else message(&msg, body, n, how & 1);
+  if (how & 2)
+    CHECK(pf_buf_append(&msg, body, n) == 0);
+  else
+    message(&msg, body, n, how & 1);
   size_t piece = (size_t)(how >> 3) * 64;
   if (piece == 0 || piece > 16384) piece = 16384;
   int streams = how & 4 ? 2 : 1;
   for (int i = 0; i < streams; i++) {
     headers_frame(b, hd, sel, 1 + 2 * i);
-    if (msg.len) data_frames(b, &msg, piece, 1 + 2 * i);
-    else frame_header(b, 0, NGHTTP2_DATA, NGHTTP2_FLAG_END_STREAM, 1 + 2 * i);
+    if (msg.len)
+      data_frames(b, &msg, piece, 1 + 2 * i);
+    else
+      frame_header(b, 0, NGHTTP2_DATA, NGHTTP2_FLAG_END_STREAM, 1 + 2 * i);
   }
   pf_buf_free(&msg);
   nghttp2_hd_deflate_del(hd);
