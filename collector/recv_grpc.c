@@ -678,8 +678,7 @@ static int feed_tls(h2_conn *c, const uint8_t *p, size_t n) {
     if (hr != 1) {
       int e = SSL_get_error(c->ssl, hr);
       if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
-      log_tls_refusal(c);
-      (void)collect_out(c); /* the alert, if any */
+      log_tls_refusal(c); /* the alert goes out as the connection closes (on_conn_event) */
       return PROFILIS_ETLS;
     }
     c->tls_done = true;
