@@ -50,7 +50,7 @@ receivers:
 admin: {endpoint: "127.0.0.1:$A"}
 limits: {memory_limit: 1GiB}
 exporters:
-  jsonl: {path: $WD/spans.jsonl, rotation: {max_size: 0}, batch: {size: 512, timeout: 200ms}$BREAKER}
+  jsonl: {path: $WD/spans.jsonl, rotation: {max_size: 0}$BREAKER}
   prometheus: {}
 service: {exporters: [jsonl, prometheus]}
 $TENANTS

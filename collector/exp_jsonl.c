@@ -6,7 +6,10 @@
  * every flush interval).
  * Files rotate at line boundaries by size and age (spans.jsonl -> .1 -> .2 ..., the oldest
  * deleted). A batch none of whose bytes reached the file is taken back and its error returned;
- * one partly written stays pending and is finished later, so lines are never cut or repeated. */
+ * one partly written stays pending and is finished later, so lines are never cut or repeated.
+ * Disk space is preallocated ahead of the lines (fallocate, the size kept) in steps growing from
+ * 1 MiB to `preallocate`: the filesystem then reserves space once per step instead of page by
+ * page on every write; what is left unused goes back when the file is rotated or closed. */
 #define _GNU_SOURCE /* memrchr */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +29,7 @@
 #define JX_MAX_OPEN 256
 #define JX_PENDING_MAX (16u << 20) /* unwritten bytes per file before batches are refused */
 #define JX_KEEP_BUF (4u << 20)     /* a larger pending buffer is released once written */
+#define JX_PREALLOC_MIN (1u << 20) /* the first preallocation step of a file */
 
 typedef struct jfile {
   char *path;
@@ -33,8 +37,11 @@ typedef struct jfile {
   bool regular; /* rotation applies to regular files only */
   bool midline; /* a write stopped inside a line: finish it before rotating */
   bool unsynced;
-  uint64_t size;    /* bytes in the current file */
-  uint64_t born_ns; /* when its first byte was written (age-based rotation) */
+  uint64_t size;       /* bytes in the current file */
+  uint64_t alloc_end;  /* preallocated up to here (beyond size: the size is kept) */
+  uint64_t alloc_step; /* the next preallocation, doubling up to the configured one */
+  bool no_prealloc;    /* the filesystem refused: plain writes until the file is reopened */
+  uint64_t born_ns;    /* when its first byte was written (age-based rotation) */
   uint64_t last_flush_ns, last_sync_ns, used;
   pf_buf pend; /* rendered lines; [0, head) are written */
   size_t head;
@@ -114,6 +121,12 @@ static int file_open(jx_exporter *x, jfile *f) {
   }
   f->regular = S_ISREG(st.st_mode);
   f->size = (uint64_t)st.st_size;
+  f->alloc_end = f->size;
+  f->alloc_step = JX_PREALLOC_MIN;
+  f->no_prealloc = false;
+  /* space a previous run preallocated and could not give back (it was killed) */
+  if (f->regular && (uint64_t)st.st_blocks * 512u >= f->size + JX_PREALLOC_MIN)
+    (void)ftruncate(f->fd, st.st_size);
   f->midline = false;
   f->born_ns = pf_mono_ns(); /* an existing file's age counts from when it is opened */
   return 0;
@@ -127,12 +140,37 @@ static void file_sync(jx_exporter *x, jfile *f) {
   f->last_sync_ns = pf_mono_ns();
 }
 
+/* Reserves disk space for n more bytes when the current reservation ends before them: up to
+ * one step past them, but not past the rotation size. A refusal (a filesystem without
+ * fallocate, or too little space for a whole step) only means plain writes. */
+static void file_prealloc(jx_exporter *x, jfile *f, size_t n) {
+  uint64_t max_step = x->base.cfg->preallocate_bytes, need = f->size + n;
+  if (!max_step || !f->regular || f->no_prealloc || need <= f->alloc_end) return;
+  uint64_t step = f->alloc_step < max_step ? f->alloc_step : max_step;
+  uint64_t end = need + step, rot = x->base.cfg->rotate_max_bytes;
+  if (rot && end > rot) end = rot > need ? rot : need;
+  if (fallocate(f->fd, FALLOC_FL_KEEP_SIZE, (off_t)f->size, (off_t)(end - f->size)) != 0) {
+    f->no_prealloc = true;
+    return;
+  }
+  f->alloc_end = end;
+  if (f->alloc_step < max_step) f->alloc_step *= 2;
+}
+
+/* Gives back the space preallocated past the file's end, then closes it. */
+static void file_close_fd(jfile *f) {
+  if (f->fd < 0) return;
+  struct stat st;
+  if (f->alloc_end > f->size && fstat(f->fd, &st) == 0) (void)ftruncate(f->fd, st.st_size);
+  close(f->fd);
+  f->fd = -1;
+}
+
 /* spans.jsonl -> .1, .1 -> .2, ..., the last backup deleted; then a new file. */
 static int file_rotate(jx_exporter *x, jfile *f) {
   const pc_exporter_cfg *cfg = x->base.cfg;
   if (cfg->fsync != PC_FSYNC_NEVER) file_sync(x, f);
-  if (f->fd >= 0) close(f->fd);
-  f->fd = -1;
+  file_close_fd(f);
   char from[PATH_MAX + 16], to[PATH_MAX + 16];
   int rc = 0;
   if (cfg->max_backups == 0) {
@@ -182,6 +220,7 @@ static size_t bytes_this_file(const jx_exporter *x, const jfile *f, size_t n, bo
 
 /* Writes n pending bytes. Returns 0 or PROFILIS_ERETRYABLE / PROFILIS_EPERMANENT. */
 static int write_out(jx_exporter *x, jfile *f, size_t n) {
+  file_prealloc(x, f, n);
   while (n > 0) {
     ssize_t w = write(f->fd, f->pend.p + f->head, n);
     if (w < 0 && errno == EINTR) continue;
@@ -242,7 +281,7 @@ static void file_close(jx_exporter *x, jfile *f) {
     pf_log_rl(&x->rl_lost, PF_LOG_ERROR, "jsonl: %zu bytes of spans for %s lost: cannot write them",
               f->pend.len - f->head, f->path);
   if (x->base.cfg->fsync != PC_FSYNC_NEVER) file_sync(x, f);
-  if (f->fd >= 0) close(f->fd);
+  file_close_fd(f);
   pf_buf_free(&f->pend);
   free(f->path);
   free(f);
@@ -351,7 +390,6 @@ static int add_chunk(jx_exporter *x, const pc_chunk *c) {
   if (!rc) rc = pc_json_otlp_resource_spans(&x->js, c, &f->pend);
   return rc ? PROFILIS_ERETRYABLE : 0;
 }
-
 
 static bool sync_due(const jx_exporter *x, const jfile *f, uint64_t now) {
   const pc_exporter_cfg *cfg = x->base.cfg;

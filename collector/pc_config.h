@@ -45,6 +45,7 @@ typedef struct pc_exporter_cfg {
   uint64_t rotate_max_bytes; /* 0 = never */
   uint32_t rotate_max_age_ms;/* 0 = never */
   uint32_t max_backups;      /* rotated files kept (default 5) */
+  uint64_t preallocate_bytes;/* largest preallocation step (default 8 MiB); 0 = off */
   uint32_t flush_interval_ms;/* default 1000 */
   pc_fsync_policy fsync;
   /* otlp */

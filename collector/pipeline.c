@@ -205,6 +205,7 @@ static bool cfg_same(const pc_exporter_cfg *a, const pc_exporter_cfg *b) {
          a->batch_timeout_ms == b->batch_timeout_ms && a->timeout_ms == b->timeout_ms &&
          a->format_otlp == b->format_otlp && a->rotate_max_bytes == b->rotate_max_bytes &&
          a->rotate_max_age_ms == b->rotate_max_age_ms && a->max_backups == b->max_backups &&
+         a->preallocate_bytes == b->preallocate_bytes &&
          a->flush_interval_ms == b->flush_interval_ms && a->fsync == b->fsync &&
          a->gzip == b->gzip && a->retry_initial_ms == b->retry_initial_ms &&
          a->retry_max_ms == b->retry_max_ms && a->retry_max_elapsed_ms == b->retry_max_elapsed_ms &&

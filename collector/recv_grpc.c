@@ -50,6 +50,8 @@
 #define CONN_WINDOW (16 << 20)
 #define SUBJECT_MAX 1024
 #define MSG_MAX 256
+#define SPARE_MAX (1u << 20) /* a loop keeps one message buffer up to this size for the next call  \
+                              */
 
 typedef struct h2_loop h2_loop;
 typedef struct h2_conn h2_conn;
@@ -105,6 +107,7 @@ struct h2_loop {
   bool started;
   int ep, wake;
   h2_conn *conns;
+  pf_buf spare; /* the last call's message buffer, warm, for the next call on this loop */
   uint8_t rbuf[READ_CHUNK];
 };
 
@@ -200,6 +203,7 @@ static h2_stream *stream_new(h2_conn *c, int32_t id) {
   s->id = id;
   s->c = c;
   pf_grpc_parser_init(&s->parser, c->loop->r->max_msg);
+  pf_grpc_parser_swap_buffer(&s->parser, &c->loop->spare);
   pc_pipeline_tenant_header(c->loop->r->pipeline, s->tenant_header, sizeof s->tenant_header);
   s->next = c->streams;
   if (c->streams) c->streams->prev = s;
@@ -224,6 +228,8 @@ static void stream_free(h2_stream *s) {
   else
     c->streams = s->next;
   if (s->next) s->next->prev = s->prev;
+  if (!c->loop->spare.p && s->parser.body.cap <= SPARE_MAX)
+    pf_grpc_parser_swap_buffer(&s->parser, &c->loop->spare);
   pf_grpc_parser_free(&s->parser);
   pf_buf_free(&s->resp);
   free(s->authorization);
@@ -963,6 +969,7 @@ static void free_receiver(pc_grpc_receiver *r) {
     while (l->conns) conn_close(l->conns);
     if (l->ep >= 0) close(l->ep);
     if (l->wake >= 0) close(l->wake);
+    pf_buf_free(&l->spare);
   }
   if (r->listen_fd >= 0) close(r->listen_fd);
   SSL_CTX_free(r->ssl_ctx);
@@ -1053,6 +1060,7 @@ int pc_grpc_receiver_feed(pc_grpc_receiver *r, const uint8_t *p, size_t n, size_
   } else {
     free(c);
   }
+  if (l) pf_buf_free(&l->spare);
   free(l);
   return rc;
 }

@@ -115,6 +115,16 @@ void pf_grpc_parser_free(pf_grpc_parser *p) {
   p->zs_ready = false;
 }
 
+void pf_grpc_parser_swap_buffer(pf_grpc_parser *p, pf_buf *spare) {
+  pf_buf t = p->body;
+  p->body = *spare;
+  *spare = t;
+  pf_buf_reset(&p->body);
+  pf_buf_reset(spare);
+  p->msg = NULL;
+  p->msg_len = 0;
+}
+
 bool pf_grpc_parser_midframe(const pf_grpc_parser *p) {
   return p->hdr_have > 0 && (p->hdr_have < PF_GRPC_PREFIX_LEN || p->need > 0);
 }

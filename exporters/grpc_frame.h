@@ -82,6 +82,11 @@ void pf_grpc_parser_init(pf_grpc_parser *p, uint32_t max_len);
 void pf_grpc_parser_reset(pf_grpc_parser *p);
 void pf_grpc_parser_free(pf_grpc_parser *p);
 
+/* Swaps the parser's message buffer with *spare, both emptied, their memory kept: a server
+ * passes one buffer from call to call instead of growing a new one for each message. Only
+ * between calls: the last message (p->msg) is forgotten. */
+void pf_grpc_parser_swap_buffer(pf_grpc_parser *p, pf_buf *spare);
+
 /* Consumes bytes of the DATA stream. *used says how many bytes were taken. Returns 1 when a
  * message completed (p->msg / p->msg_len hold it; feed the rest of the input afterwards), 0
  * when all input was taken without completing one, or a sticky error: PROFILIS_ELIMIT (length

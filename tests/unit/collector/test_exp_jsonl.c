@@ -1,11 +1,14 @@
+#define _GNU_SOURCE /* fallocate */
 /* Tests of the collector's JSONL exporter (collector/exp_jsonl.c) on real files in a scratch
  * directory: exact content of span lines and of OTLP/JSON lines (read back by
  * tests/unit/collector/jsonl_check.py with /usr/bin/python3, the OTLP ones also through
  * protobuf's JSON parser), bytes and nested AnyValues, rotation by size and by age with the
  * backup count, ${tenant} paths (sanitized, "default" when empty), the open-file bound, the
- * flush interval, and write errors (retryable on a full device, permanent on a bad path). */
+ * flush interval, write errors (retryable on a full device, permanent on a bad path), and
+ * preallocation (reserved while open, given back at close, rotation and reopening). */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -642,6 +645,88 @@ static void test_open_file_bound(void **state) {
   }
 }
 
+/* ---- preallocation ---- */
+
+static long long disk_bytes(const char *path) {
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  return (long long)st.st_blocks * 512;
+}
+
+/* Whether the test directory's filesystem preallocates at all (tmpfs and ext4 do). */
+static bool can_preallocate(void) {
+  char p[128];
+  int fd = open(path_in(p, sizeof p, "probe"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  assert_true(fd >= 0);
+  bool ok = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 4096) == 0;
+  close(fd);
+  unlink(p);
+  return ok;
+}
+
+/* Space is reserved ahead of the lines while the file is open, the size stays that of the
+ * lines, and what was not used goes back at close and at rotation; a file a killed run left
+ * with space past its end gets it back when opened. */
+static void test_preallocate(void **state) {
+  (void)state;
+  if (!can_preallocate()) skip();
+  char path[128], p[160];
+  pc_exporter_cfg cfg = base_cfg(path_in(path, sizeof path, "pre/spans.jsonl"));
+  cfg.preallocate_bytes = 4u << 20;
+  pc_exporter *e;
+  assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
+  tchunk t;
+  small_chunk(&t, NULL, "r", 0, 3);
+  assert_int_equal(export1(e, &t), 0);
+  tc_free(&t);
+  long size = file_size(path);
+  assert_true(size > 0 && size < 4096);
+  assert_true(disk_bytes(path) >= (1 << 20)); /* the first step: 1 MiB */
+  e->destroy(e);
+  assert_int_equal(file_size(path), size);
+  assert_true(disk_bytes(path) <= 4096);
+  assert_int_equal(check_sequence(path, 0, 2, 4096), 0);
+
+  /* With rotation, no file holds space beyond the rotation size. */
+  cfg.rotate_max_bytes = 2000;
+  cfg.max_backups = 3;
+  path_in(path, sizeof path, "prerot/spans.jsonl");
+  assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
+  for (int b = 0; b < 6; b++) {
+    small_chunk(&t, NULL, "r", b * 3, 3);
+    assert_int_equal(export1(e, &t), 0);
+    tc_free(&t);
+    assert_true(disk_bytes(path) <= 4096);
+  }
+  snprintf(p, sizeof p, "%s.1", path);
+  assert_true(exists(p));
+  assert_true(disk_bytes(p) <= 4096);
+  e->destroy(e);
+  check_sequence(path, 3, 17, 2000);
+
+  /* Left over by a run that was killed: released on open, lines kept. */
+  cfg.rotate_max_bytes = 0;
+  cfg.preallocate_bytes = 0;
+  path_in(path, sizeof path, "preleft/spans.jsonl");
+  assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
+  small_chunk(&t, NULL, "r", 0, 2);
+  assert_int_equal(export1(e, &t), 0);
+  tc_free(&t);
+  e->destroy(e);
+  int fd = open(path, O_WRONLY);
+  assert_true(fd >= 0);
+  assert_int_equal(fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 2 << 20), 0);
+  close(fd);
+  assert_true(disk_bytes(path) >= (2 << 20));
+  assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
+  small_chunk(&t, NULL, "r", 2, 1);
+  assert_int_equal(export1(e, &t), 0);
+  tc_free(&t);
+  assert_true(disk_bytes(path) <= 4096);
+  e->destroy(e);
+  assert_int_equal(check_sequence(path, 0, 2, 4096), 0);
+}
+
 /* ---- buffering and errors ---- */
 
 static void test_flush_interval(void **state) {
@@ -713,6 +798,7 @@ int main(void) {
       cmocka_unit_test(test_rotate_big_batch), cmocka_unit_test(test_rotate_by_age), cmocka_unit_test(test_young_file_not_rotated),
       cmocka_unit_test(test_tenant_paths),     cmocka_unit_test(test_open_file_bound),
       cmocka_unit_test(test_flush_interval),   cmocka_unit_test(test_write_errors),
+      cmocka_unit_test(test_preallocate),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
