@@ -5,6 +5,7 @@
  * count or age, exports with a deadline and drops its references; the last one returns the
  * chunk's bytes. Drain waits until its deadline, then cancels and counts leftovers as dropped. */
 #define _GNU_SOURCE
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,7 @@ struct pc_pipeline {
   bool draining;
   pc_slot *retired; /* replaced slots finishing their queues; freed by reload, drain, free */
   _Atomic uint64_t used, limit;
+  uint64_t trim_peak; /* the most the budget held since memory was last given back (tick) */
   _Atomic uint32_t retry_after_ms, drain_timeout_ms;
   atomic_bool keep_raw;
   pc_metrics *m;
@@ -967,6 +969,18 @@ static void sampler_take(pc_pipeline *p, pc_chunk *list, uint64_t now) {
     if (!p->sampler || pc_sampler_offer(p->sampler, now, c) != 0) route_sampled(p, c, now);
 }
 
+/* Once a burst has drained (the budget held at least TRIM_AFTER and now holds an eighth of
+ * that), the free memory it left inside the allocator's heaps goes back to the kernel: the
+ * receiver keeps its heap for steady traffic (main.c), so without this RSS would stay at the
+ * burst's peak. Called on ticks, from the sampler thread only. */
+#define TRIM_AFTER (8u << 20)
+static void release_after_burst(pc_pipeline *p, uint64_t used) {
+  if (used > p->trim_peak) p->trim_peak = used;
+  if (p->trim_peak < TRIM_AFTER || used > p->trim_peak / 8) return;
+  malloc_trim(0);
+  p->trim_peak = used;
+}
+
 /* The sampler stage: takes the queued chunks as they come; every 100 ms decides the traces
  * whose window ended and adapts to the load (the memory budget's fill); every second its
  * figures go to the metrics. On stop it takes what is still queued first. */
@@ -989,6 +1003,7 @@ static void *tick_main(void *arg) {
       next_tick = now + TICK_NS;
       uint64_t limit = atomic_load(&p->limit), used = atomic_load(&p->used);
       double load = limit ? (double)used / (double)limit : 0;
+      release_after_burst(p, used);
       if (p->sampler) pc_sampler_tick(p->sampler, now, load > 1 ? 1 : load);
       if (p->sampler && now - last_metrics >= 1000000000u) {
         last_metrics = now;
