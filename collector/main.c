@@ -417,11 +417,12 @@ static int cmd_run(const cli *o) {
  * that allocated them. With glibc's adaptive defaults each burst left more than the trim
  * threshold free at the top of the receiver's arena, which went back to the kernel, and the
  * next requests faulted the same pages in again (a few hundred faults a second at 10k spans/s).
- * Fixed thresholds keep up to 4 MiB per arena for reuse; larger blocks are mapped and unmapped
- * as they come and go. */
+ * Fixed thresholds keep up to 1 MiB free per arena for reuse; larger blocks are mapped and
+ * unmapped as they come and go. After a burst the pipeline gives the rest back (malloc_trim,
+ * pipeline.c). */
 static void tune_malloc(void) {
-  mallopt(M_MMAP_THRESHOLD, 4 << 20);
-  mallopt(M_TRIM_THRESHOLD, 4 << 20);
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 20);
 }
 
 int main(int argc, char **argv) {

@@ -113,6 +113,7 @@ struct pc_pipeline {
   pc_slot *retired; /* replaced slots finishing their queues; freed by reload, drain, free */
   _Atomic uint64_t used, limit;
   uint64_t trim_peak; /* the most the budget held since memory was last given back (tick) */
+  uint32_t trim_quiet; /* ticks in a row with the budget below an eighth of that */
   _Atomic uint32_t retry_after_ms, drain_timeout_ms;
   atomic_bool keep_raw;
   pc_metrics *m;
@@ -969,16 +970,25 @@ static void sampler_take(pc_pipeline *p, pc_chunk *list, uint64_t now) {
     if (!p->sampler || pc_sampler_offer(p->sampler, now, c) != 0) route_sampled(p, c, now);
 }
 
-/* Once a burst has drained (the budget held at least TRIM_AFTER and now holds an eighth of
- * that), the free memory it left inside the allocator's heaps goes back to the kernel: the
- * receiver keeps its heap for steady traffic (main.c), so without this RSS would stay at the
- * burst's peak. Called on ticks, from the sampler thread only. */
+/* Once a burst is over (the budget held at least TRIM_AFTER, then less than an eighth of that
+ * for TRIM_QUIET ticks in a row), the free memory it left inside the allocator's heaps goes
+ * back to the kernel: the receiver keeps its heap for steady traffic (main.c), so without this
+ * RSS would stay at the burst's peak. Not sooner: during a burst the budget dips whenever the
+ * exporters catch up, and trimming then costs the receivers their warm memory. Called on
+ * ticks, from the sampler thread only. */
 #define TRIM_AFTER (8u << 20)
+#define TRIM_QUIET 10u
 static void release_after_burst(pc_pipeline *p, uint64_t used) {
   if (used > p->trim_peak) p->trim_peak = used;
-  if (p->trim_peak < TRIM_AFTER || used > p->trim_peak / 8) return;
+  if (p->trim_peak < TRIM_AFTER) return;
+  if (used > p->trim_peak / 8) {
+    p->trim_quiet = 0;
+    return;
+  }
+  if (++p->trim_quiet < TRIM_QUIET) return;
   malloc_trim(0);
   p->trim_peak = used;
+  p->trim_quiet = 0;
 }
 
 /* The sampler stage: takes the queued chunks as they come; every 100 ms decides the traces
