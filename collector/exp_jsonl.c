@@ -146,6 +146,11 @@ static void file_sync(jx_exporter *x, jfile *f) {
 static void file_prealloc(jx_exporter *x, jfile *f, size_t n) {
   uint64_t max_step = x->base.cfg->preallocate_bytes, need = f->size + n;
   if (!max_step || !f->regular || f->no_prealloc || need <= f->alloc_end) return;
+  struct stat st; /* truncated from outside (copytruncate)? Reserve at the real end */
+  if (fstat(f->fd, &st) == 0 && (uint64_t)st.st_size < f->size) {
+    f->size = f->alloc_end = (uint64_t)st.st_size;
+    need = f->size + n;
+  }
   uint64_t step = f->alloc_step < max_step ? f->alloc_step : max_step;
   uint64_t end = need + step, rot = x->base.cfg->rotate_max_bytes;
   if (rot && end > rot) end = rot > need ? rot : need;
