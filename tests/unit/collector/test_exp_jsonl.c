@@ -249,6 +249,15 @@ static int export1(pc_exporter *e, tchunk *t) {
   return rc;
 }
 
+/* Exports a small_chunk of n spans named prefix-first.. and frees it; returns the export's code. */
+static int export_small(pc_exporter *e, const char *tenant, const char *prefix, int first, int n) {
+  tchunk t;
+  small_chunk(&t, tenant, prefix, first, n);
+  int rc = export1(e, &t);
+  tc_free(&t);
+  return rc;
+}
+
 static pc_exporter_cfg base_cfg(const char *path) {
   return (pc_exporter_cfg){.name = "jsonl",
                            .type = PC_EXPORTER_JSONL,
@@ -466,10 +475,7 @@ static void test_rotate_by_size(void **state) {
   pc_exporter *e;
   assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
   for (int b = 0; b < 20; b++) {
-    tchunk t;
-    small_chunk(&t, NULL, "r", b * 3, 3);
-    assert_int_equal(export1(e, &t), 0);
-    tc_free(&t);
+    assert_int_equal(export_small(e, NULL, "r", b * 3, 3), 0);
   }
   e->destroy(e);
   snprintf(p, sizeof p, "%s.3", path);
@@ -483,10 +489,7 @@ static void test_rotate_by_size(void **state) {
   path_in(path, sizeof path, "rot0/spans.jsonl");
   assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
   for (int b = 0; b < 20; b++) {
-    tchunk t;
-    small_chunk(&t, NULL, "r", b * 3, 3);
-    assert_int_equal(export1(e, &t), 0);
-    tc_free(&t);
+    assert_int_equal(export_small(e, NULL, "r", b * 3, 3), 0);
   }
   e->destroy(e);
   snprintf(p, sizeof p, "%s.1", path);
@@ -503,10 +506,7 @@ static void test_rotate_big_batch(void **state) {
   cfg.max_backups = 10;
   pc_exporter *e;
   assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
-  tchunk t;
-  small_chunk(&t, NULL, "r", 0, 12);
-  assert_int_equal(export1(e, &t), 0);
-  tc_free(&t);
+  assert_int_equal(export_small(e, NULL, "r", 0, 12), 0);
   e->destroy(e);
   int backups = 0;
   for (char p[160]; snprintf(p, sizeof p, "%s.%d", path, backups + 1), exists(p);) backups++;
@@ -523,10 +523,7 @@ static void test_rotate_by_age(void **state) {
   assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
   snprintf(p1, sizeof p1, "%s.1", path);
   snprintf(p2, sizeof p2, "%s.2", path);
-  tchunk t;
-  small_chunk(&t, NULL, "r", 0, 2);
-  assert_int_equal(export1(e, &t), 0);
-  tc_free(&t);
+  assert_int_equal(export_small(e, NULL, "r", 0, 2), 0);
   e->tick(e);
   assert_false(exists(p1)); /* young */
   sleep_ms(500);
@@ -535,13 +532,10 @@ static void test_rotate_by_age(void **state) {
   assert_int_equal(file_size(path), 0);
   e->tick(e); /* an empty file is not rotated */
   assert_false(exists(p2));
-  small_chunk(&t, NULL, "r", 2, 2);
-  assert_int_equal(export1(e, &t), 0);
-  tc_free(&t);
+  assert_int_equal(export_small(e, NULL, "r", 2, 2), 0);
   sleep_ms(500);
-  small_chunk(&t, NULL, "r", 4, 2); /* the export itself rotates an old file first */
-  assert_int_equal(export1(e, &t), 0);
-  tc_free(&t);
+  /* the export itself rotates an old file first */
+  assert_int_equal(export_small(e, NULL, "r", 4, 2), 0);
   e->destroy(e);
   assert_true(exists(p2));
   check_sequence(path, 2, 5, 1 << 20);
@@ -560,10 +554,7 @@ static void test_young_file_not_rotated(void **state) {
   assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
   snprintf(p1, sizeof p1, "%s.1", path);
   for (int i = 0; i < 5; i++) {
-    tchunk t;
-    small_chunk(&t, NULL, "r", 2 * i, 2);
-    assert_int_equal(export1(e, &t), 0);
-    tc_free(&t);
+    assert_int_equal(export_small(e, NULL, "r", 2 * i, 2), 0);
     sleep_ms(3);
     e->tick(e);
   }
@@ -627,10 +618,7 @@ static void test_open_file_bound(void **state) {
     for (int i = 0; i < 300; i++) {
       char tenant[16];
       snprintf(tenant, sizeof tenant, "t%03d", i);
-      tchunk t;
-      small_chunk(&t, tenant, "r", round, 1);
-      assert_int_equal(export1(e, &t), 0);
-      tc_free(&t);
+      assert_int_equal(export_small(e, tenant, "r", round, 1), 0);
       assert_true(count_fds() - before <= 256);
     }
   e->destroy(e);
@@ -675,10 +663,7 @@ static void test_preallocate(void **state) {
   cfg.preallocate_bytes = 4u << 20;
   pc_exporter *e;
   assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
-  tchunk t;
-  small_chunk(&t, NULL, "r", 0, 3);
-  assert_int_equal(export1(e, &t), 0);
-  tc_free(&t);
+  assert_int_equal(export_small(e, NULL, "r", 0, 3), 0);
   long size = file_size(path);
   assert_true(size > 0 && size < 4096);
   assert_true(disk_bytes(path) >= (1 << 20)); /* the first step: 1 MiB */
@@ -693,9 +678,7 @@ static void test_preallocate(void **state) {
   path_in(path, sizeof path, "prerot/spans.jsonl");
   assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
   for (int b = 0; b < 6; b++) {
-    small_chunk(&t, NULL, "r", b * 3, 3);
-    assert_int_equal(export1(e, &t), 0);
-    tc_free(&t);
+    assert_int_equal(export_small(e, NULL, "r", b * 3, 3), 0);
     assert_true(disk_bytes(path) <= 4096);
   }
   snprintf(p, sizeof p, "%s.1", path);
@@ -709,9 +692,7 @@ static void test_preallocate(void **state) {
   cfg.preallocate_bytes = 0;
   path_in(path, sizeof path, "preleft/spans.jsonl");
   assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
-  small_chunk(&t, NULL, "r", 0, 2);
-  assert_int_equal(export1(e, &t), 0);
-  tc_free(&t);
+  assert_int_equal(export_small(e, NULL, "r", 0, 2), 0);
   e->destroy(e);
   int fd = open(path, O_WRONLY);
   assert_true(fd >= 0);
@@ -719,9 +700,7 @@ static void test_preallocate(void **state) {
   close(fd);
   assert_true(disk_bytes(path) >= (2 << 20));
   assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
-  small_chunk(&t, NULL, "r", 2, 1);
-  assert_int_equal(export1(e, &t), 0);
-  tc_free(&t);
+  assert_int_equal(export_small(e, NULL, "r", 2, 1), 0);
   assert_true(disk_bytes(path) <= 4096);
   e->destroy(e);
   assert_int_equal(check_sequence(path, 0, 2, 4096), 0);
