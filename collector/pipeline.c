@@ -975,7 +975,7 @@ static void sampler_take(pc_pipeline *p, pc_chunk *list, uint64_t now) {
  * back to the kernel: the receiver keeps its heap for steady traffic (main.c), so without this
  * RSS would stay at the burst's peak. Not sooner: during a burst the budget dips whenever the
  * exporters catch up, and trimming then costs the receivers their warm memory. Called on
- * ticks, from the sampler thread only. */
+ * ticks, from the sampler thread only, holding no lock: a trim can take milliseconds. */
 #define TRIM_AFTER (8u << 20)
 #define TRIM_QUIET 10u
 static void release_after_burst(pc_pipeline *p, uint64_t used) {
@@ -1006,14 +1006,14 @@ static void *tick_main(void *arg) {
     bool stop = p->tick_stop;
     pthread_mutex_unlock(&p->tick_mu);
     uint64_t now = pf_mono_ns();
+    bool ticked = now >= next_tick;
     pthread_rwlock_rdlock(&p->lock);
     pthread_mutex_lock(&p->smu);
     sampler_take(p, list, now);
-    if (now >= next_tick) {
+    if (ticked) {
       next_tick = now + TICK_NS;
       uint64_t limit = atomic_load(&p->limit), used = atomic_load(&p->used);
       double load = limit ? (double)used / (double)limit : 0;
-      release_after_burst(p, used);
       if (p->sampler) pc_sampler_tick(p->sampler, now, load > 1 ? 1 : load);
       if (p->sampler && now - last_metrics >= 1000000000u) {
         last_metrics = now;
@@ -1027,6 +1027,7 @@ static void *tick_main(void *arg) {
       chunk_release(p, list);
       list = next;
     }
+    if (ticked) release_after_burst(p, atomic_load(&p->used));
     pthread_mutex_lock(&p->tick_mu);
     if (stop && !p->sq_head) break;
   }
