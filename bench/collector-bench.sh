@@ -13,7 +13,7 @@
 # sampling that keeps every trace but holds it for the decision window) and breakers, so the
 # same spans reach the same file (bench/tenancy-bench.sh compares the two); SKIP_10K=1 skips
 # the 10k spans/s phase; DEPTH=N sends traces of N spans (default 1); TARGET=N samples to N kept
-# traces/s instead of keeping every trace.
+# traces/s instead of keeping every trace; BATCH=N sets the jsonl exporter's batch.size.
 set -euo pipefail
 BUILD="${1:-build}"
 SPANS="${2:-2000000}"
@@ -26,6 +26,8 @@ trap '[ -n "$COL" ] && kill $COL 2>/dev/null; wait 2>/dev/null || true; rm -rf "
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 G=$(port); H=$(port); A=$(port)
 FEATURES="${FEATURES:-default}"
+BATCH_CFG=""
+[ -n "${BATCH:-}" ] && BATCH_CFG=", batch: {size: $BATCH}"
 BREAKER="" TENANTS="" AUTH=()
 [ "$FEATURES" = none ] && BREAKER=", breaker: {enabled: false}"
 if [ "$FEATURES" = all ] || [ "$FEATURES" = tenancy ]; then
@@ -50,7 +52,7 @@ receivers:
 admin: {endpoint: "127.0.0.1:$A"}
 limits: {memory_limit: 1GiB}
 exporters:
-  jsonl: {path: $WD/spans.jsonl, rotation: {max_size: 0}$BREAKER}
+  jsonl: {path: $WD/spans.jsonl, rotation: {max_size: 0}$BREAKER$BATCH_CFG}
   prometheus: {}
 service: {exporters: [jsonl, prometheus]}
 $TENANTS

@@ -61,6 +61,8 @@ typedef struct str_kind {
 enum {
   F_REQUIRED = 1u << 0,    /* no default: the key must be written */
   F_EMPTY_UNSET = 1u << 1, /* string: empty or missing value leaves it unset (NULL) */
+  F_TYPED_DEFAULT = 1u << 2, /* the default applies to the row's types only: another row of
+                                the same key gives the other types theirs */
 };
 
 /* Exporter types as bits, for the rows of the exporter table. */
@@ -293,8 +295,15 @@ static const cfg_section config_sections[] = {
   "2ms, 4ms, 6ms, 8ms, 10ms, 50ms, 100ms, 200ms, 400ms, 800ms, 1s, 1400ms, 2s, 5s, 10s, 15s"
 
 static const cfg_key exporter_keys[] = {
-    {.key = "batch.size", .type = K_U32, .types = T_THREAD, EXP(batch_size), .min = 1,
-     .max = 65536, .def = "512", .doc = "spans per export"},
+    /* A file takes big batches well: fewer exports, each written in cache-sized pieces as it
+     * is rendered. A backend may refuse big requests (4 MiB is the usual gRPC limit), so otlp
+     * keeps 512. */
+    {.key = "batch.size", .type = K_U32, .flags = F_TYPED_DEFAULT, .types = T_JSONL,
+     EXP(batch_size), .min = 1, .max = 65536, .def = "4096",
+     .doc = "spans per export; the file gets them in pieces of about 256 KiB as they are "
+            "rendered, all before the export counts as sent"},
+    {.key = "batch.size", .type = K_U32, .flags = F_TYPED_DEFAULT, .types = T_GRPC,
+     EXP(batch_size), .min = 1, .max = 65536, .def = "512", .doc = "spans per export"},
     {.key = "batch.timeout", .type = K_DURATION, .types = T_THREAD, EXP(batch_timeout_ms),
      .min = 1, .max = 10 * MS_M, .def = "200ms",
      .doc = "a partial batch is exported after waiting this long"},
@@ -896,13 +905,14 @@ static int bucket_default(const cfg_key *k, void *base) {
   return 0;
 }
 
-static int apply_defaults(const cfg_section *secs, size_t n_secs, void *base) {
+/* types: the exporter type's bit, for rows whose default depends on it (0 elsewhere). */
+static int apply_defaults(const cfg_section *secs, size_t n_secs, void *base, unsigned types) {
   char why[160];
   for (size_t s = 0; s < n_secs; s++) {
     for (size_t i = 0; i < secs[s].n_keys; i++) {
       const cfg_key *k = &secs[s].keys[i];
       int rc = 0;
-      if (!k->def) continue;
+      if (!k->def || ((k->flags & F_TYPED_DEFAULT) && !(k->types & types))) continue;
       if (k->type == K_DURATIONS)
         rc = bucket_default(k, base);
       else
@@ -1527,7 +1537,7 @@ static pc_exporter_cfg *add_exporter(ctx *c, const pc_ynode *key, int type) {
   pc_exporter_cfg *e = &arr[cfg->n_exporters];
   memset(e, 0, sizeof *e);
   e->type = (pc_exporter_type)type;
-  if (!(e->name = strdup(key->text)) || apply_defaults(&exporter_section, 1, e)) {
+  if (!(e->name = strdup(key->text)) || apply_defaults(&exporter_section, 1, e, 1u << type)) {
     free_exporter(e);
     return NULL;
   }
@@ -1799,7 +1809,7 @@ static pc_tenant_cfg *add_tenant(ctx *c) {
   cfg->tenants = arr;
   pc_tenant_cfg *t = &arr[cfg->n_tenants];
   memset(t, 0, sizeof *t);
-  if (apply_defaults(&tenant_section, 1, t)) {
+  if (apply_defaults(&tenant_section, 1, t, 0)) {
     free_tenant(t);
     return NULL;
   }
@@ -2060,7 +2070,7 @@ static int new_config(const char *name, pc_config **out) {
   pc_config *cfg = calloc(1, sizeof *cfg);
   if (!cfg) return PROFILIS_ENOMEM;
   int rc = (cfg->source = strdup(name)) ? 0 : PROFILIS_ENOMEM;
-  if (!rc) rc = apply_defaults(config_sections, LEN(config_sections), cfg);
+  if (!rc) rc = apply_defaults(config_sections, LEN(config_sections), cfg, 0);
   if (rc) {
     pc_config_free(cfg);
     return rc;

@@ -3,10 +3,13 @@
  * ${tenant}; each distinct path is an open file (at most 256, least recently used closed) with
  * a pending buffer: a batch is rendered there and written before the export returns, so what
  * the pipeline counts as sent is in the file (the rest of a partly written batch is retried
- * every flush interval).
+ * every flush interval). A large batch of span lines is written as it is rendered, in pieces of
+ * about 256 KiB, so the buffer stays in the CPU's cache however large batch.size is.
  * Files rotate at line boundaries by size and age (spans.jsonl -> .1 -> .2 ..., the oldest
  * deleted). A batch none of whose bytes reached the file is taken back and its error returned;
- * one partly written stays pending and is finished later, so lines are never cut or repeated.
+ * one partly written stays pending and is finished later, so lines are never cut, nor repeated
+ * unless a batch fails after part of it was written (out of memory, or another tenant's file
+ * that cannot be opened) and a durable queue retries it.
  * Disk space is preallocated ahead of the lines (fallocate, the size kept) in steps growing from
  * 1 MiB to `preallocate`: the filesystem then reserves space once per step instead of page by
  * page on every write; what is left unused goes back when the file is rotated or closed. */
@@ -30,6 +33,7 @@
 #define JX_PENDING_MAX (16u << 20) /* unwritten bytes per file before batches are refused */
 #define JX_KEEP_BUF (4u << 20)     /* a larger pending buffer is released once written */
 #define JX_PREALLOC_MIN (1u << 20) /* the first preallocation step of a file */
+#define JX_PIECE (256u << 10)      /* rendered bytes written before the rest of a batch */
 
 typedef struct jfile {
   char *path;
@@ -45,9 +49,11 @@ typedef struct jfile {
   uint64_t last_flush_ns, last_sync_ns, used;
   pf_buf pend; /* rendered lines; [0, head) are written */
   size_t head;
-  uint64_t gen;  /* the export that touched it last */
-  size_t mark;   /* pend.len before that export */
-  uint32_t n_rs; /* OTLP format: ResourceSpans written into this export's line */
+  uint64_t gen;   /* the export that touched it last */
+  size_t mark;    /* pend.len before that export (0 once everything before is written) */
+  bool committed; /* some of that export's bytes are in the file: it cannot be taken back */
+  bool stalled;   /* a write failed during that export: the rest waits for its end */
+  uint32_t n_rs;  /* OTLP format: ResourceSpans written into this export's line */
 } jfile;
 
 typedef struct jx_exporter {
@@ -270,8 +276,9 @@ static int file_flush(jx_exporter *x, jfile *f) {
       rc = write_out(x, f, n);
   }
   f->last_flush_ns = now;
+  if (f->head > f->mark) f->committed = true;
   if (f->head == f->pend.len) {
-    f->head = 0;
+    f->head = f->mark = 0;
     pf_buf_reset(&f->pend);
     if (f->pend.cap > JX_KEEP_BUF) pf_buf_free(&f->pend);
   }
@@ -371,7 +378,9 @@ static int file_get(jx_exporter *x, const char *path, jfile **out) {
 
 /* ---- export ---- */
 
-/* Renders one chunk into its file's pending buffer. */
+/* Renders one chunk into its file's pending buffer, all of it or nothing. Span lines are
+ * written once a piece's worth is pending; a failed write leaves the rest of the batch to the
+ * export's end. */
 static int add_chunk(jx_exporter *x, const pc_chunk *c) {
   char path[PATH_MAX];
   jfile *f;
@@ -382,17 +391,24 @@ static int add_chunk(jx_exporter *x, const pc_chunk *c) {
     f->gen = x->gen;
     f->mark = f->pend.len;
     f->n_rs = 0;
+    f->committed = f->stalled = false;
   }
-  if (f->pend.len - f->head > JX_PENDING_MAX) {
+  /* a batch partly in the file is finished whatever the backlog: it cannot be refused now */
+  if (!f->committed && f->pend.len - f->head > JX_PENDING_MAX) {
     pf_log_rl(&x->rl_write, PF_LOG_WARN, "jsonl: %s is not keeping up; refusing a batch", f->path);
     return PROFILIS_ERETRYABLE;
   }
-  if (!x->base.cfg->format_otlp)
-    return pc_json_span_lines(&x->js, c, &f->pend) ? PROFILIS_ERETRYABLE : 0;
-  if (!pc_json_has_spans(c)) return 0;
-  /* One OTLP/JSON request per file per batch: opened by its first ResourceSpans. */
-  rc = pf_buf_puts(&f->pend, f->n_rs++ ? "," : "{\"resourceSpans\":[");
-  if (!rc) rc = pc_json_otlp_resource_spans(&x->js, c, &f->pend);
+  size_t before = f->pend.len;
+  if (!x->base.cfg->format_otlp) {
+    rc = pc_json_span_lines(&x->js, c, &f->pend);
+    if (!rc && !f->stalled && f->pend.len - f->head >= JX_PIECE) f->stalled = file_flush(x, f) != 0;
+  } else if (pc_json_has_spans(c)) {
+    /* One OTLP/JSON request per file per batch: opened by its first ResourceSpans. */
+    rc = pf_buf_puts(&f->pend, f->n_rs ? "," : "{\"resourceSpans\":[");
+    if (!rc) rc = pc_json_otlp_resource_spans(&x->js, c, &f->pend);
+    if (!rc) f->n_rs++;
+  }
+  if (rc) f->pend.len = before;
   return rc ? PROFILIS_ERETRYABLE : 0;
 }
 
@@ -403,7 +419,8 @@ static bool sync_due(const jx_exporter *x, const jfile *f, uint64_t now) {
                                                             now - f->last_sync_ns >= ms_ns(every)));
 }
 
-/* Writes a touched file when due. A failure takes the batch back if none of it was written. */
+/* Writes the rest of a touched file's batch. A failure takes the batch back if none of it was
+ * written. */
 static int finish_file(jx_exporter *x, jfile *f, uint64_t now) {
   if (x->base.cfg->format_otlp && f->n_rs && pf_buf_append(&f->pend, "]}\n", 3) != 0) {
     f->pend.len = f->mark;
@@ -415,7 +432,7 @@ static int finish_file(jx_exporter *x, jfile *f, uint64_t now) {
    * only then may the pipeline count its spans as sent, and a full disk is a failed export,
    * counted, not bytes lost later in a buffer. */
   int rc = file_flush(x, f);
-  if (rc && f->head <= f->mark) {
+  if (rc && !f->committed) {
     f->pend.len = f->mark;
     return rc;
   }
@@ -426,13 +443,23 @@ static int finish_file(jx_exporter *x, jfile *f, uint64_t now) {
   return 0;
 }
 
-/* Takes back what this export added to every file it touched. */
+/* Takes back what this export added to every file it touched, but for files that already
+ * hold part of it: there the whole chunks rendered so far are written, though the batch fails
+ * (a durable queue retries it: at-least-once). Only a failure after the first piece can do
+ * that: out of memory, or another tenant's file that cannot be opened. */
 static void undo_batch(jx_exporter *x) {
-  for (size_t i = 0; i < x->n_files; i++)
-    if (x->files[i]->gen == x->gen) {
-      x->files[i]->pend.len = x->files[i]->mark;
-      x->files[i]->n_rs = 0; /* no OTLP line is open any more */
+  for (size_t i = 0; i < x->n_files; i++) {
+    jfile *f = x->files[i];
+    if (f->gen != x->gen) continue;
+    f->n_rs = 0; /* no OTLP line is open any more */
+    if (!f->committed) {
+      f->pend.len = f->mark;
+      continue;
     }
+    pf_log_rl(&x->rl_write, PF_LOG_WARN, "jsonl: %s: part of a failed batch is in the file already",
+              f->path);
+    if (f->head < f->pend.len) (void)file_flush(x, f);
+  }
 }
 
 static int jx_export(pc_exporter *e, pc_chunk *const *chunks, size_t n, const pf_deadline *dl,

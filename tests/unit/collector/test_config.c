@@ -97,10 +97,13 @@ static void check_default_receivers(const pc_config *c) {
   assert_false(c->log_json);
 }
 
+/* batch.size has a default per type: jsonl 4096, otlp 512, none for prometheus (no batches). */
 static void check_default_exporter(const pc_exporter_cfg *e) {
   static const double buckets[] = {2,   4,   6,    8,    10,   50,   100,   200,
                                    400, 800, 1000, 1400, 2000, 5000, 10000, 15000};
-  assert_int_equal(e->batch_size, 512);
+  assert_int_equal(e->batch_size, e->type == PC_EXPORTER_JSONL ? 4096
+                                  : e->type == PC_EXPORTER_OTLP ? 512
+                                                                : 0);
   assert_int_equal(e->preallocate_bytes, 8u << 20);
   assert_int_equal(e->batch_timeout_ms, 200);
   assert_int_equal(e->timeout_ms, 10000);

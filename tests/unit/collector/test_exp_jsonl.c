@@ -4,18 +4,23 @@
  * tests/unit/collector/jsonl_check.py with /usr/bin/python3, the OTLP ones also through
  * protobuf's JSON parser), bytes and nested AnyValues, rotation by size and by age with the
  * backup count, ${tenant} paths (sanitized, "default" when empty), the open-file bound, the
- * flush interval, write errors (retryable on a full device, permanent on a bad path), and
- * preallocation (reserved while open, given back at close, rotation and reopening). */
+ * flush interval, write errors (retryable on a full device, permanent on a bad path),
+ * preallocation (reserved while open, given back at close, rotation and reopening), and large
+ * batches written in pieces (past the pending cap; a write failing in the middle of one, under
+ * RLIMIT_FSIZE). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -740,6 +745,101 @@ static void test_flush_interval(void **state) {
   tc_free(&t);
 }
 
+/* Every line of the file ends complete ("}\n"). */
+static bool whole_lines(const char *path) {
+  char *text = slurp_or_null(path);
+  assert_non_null(text);
+  bool ok = true;
+  for (char *l = text; *l && ok;) {
+    char *nl = strchr(l, '\n');
+    ok = nl && nl > l && nl[-1] == '}';
+    l = ok ? nl + 1 : l;
+  }
+  free(text);
+  return ok;
+}
+
+/* Exports n_chunks chunks of per spans each, named r-first.. in order, in one batch. */
+static int export_batch(pc_exporter *e, int first, int per, int n_chunks) {
+  tchunk t[8];
+  pc_chunk *cs[8];
+  assert_true(n_chunks <= 8);
+  for (int k = 0; k < n_chunks; k++) {
+    small_chunk(&t[k], NULL, "r", first + k * per, per);
+    cs[k] = &t[k].c;
+  }
+  uint64_t rejected;
+  int rc = e->export_chunks(e, cs, (size_t)n_chunks, &g_dl, &rejected);
+  for (int k = 0; k < n_chunks; k++) tc_free(&t[k]);
+  return rc;
+}
+
+/* Lowers the soft limit on file sizes (the hard one stays); RLIM_INFINITY restores it. */
+static void limit_file_size(rlim_t bytes) {
+  struct rlimit rl;
+  assert_int_equal(getrlimit(RLIMIT_FSIZE, &rl), 0);
+  rl.rlim_cur = bytes == RLIM_INFINITY ? rl.rlim_max : bytes;
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+/* A batch far larger than a write piece (256 KiB): written whole, in order; when the file
+ * stops taking bytes after some of it is in, the batch still counts as written and the rest
+ * follows at the next flush; when none of it got in, the batch is taken back and fails. */
+static void test_large_batch_pieces(void **state) {
+  (void)state;
+  char path[128];
+  pc_exporter_cfg cfg = base_cfg(path_in(path, sizeof path, "pieces.jsonl"));
+  pc_exporter *e;
+  assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
+  assert_int_equal(export_batch(e, 0, 400, 6), 0);
+  long one_batch = file_size(path);
+  assert_true(one_batch > 3 * 256 * 1024); /* several pieces */
+  assert_int_equal(check_sequence(path, 0, 2399, LONG_MAX), 0);
+  /* The file takes the first piece and part of the second, then EFBIG. */
+  struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+  assert_int_equal(sigaction(SIGXFSZ, &ign, &old), 0);
+  limit_file_size((rlim_t)(one_batch + 400 * 1024));
+  assert_int_equal(export_batch(e, 2400, 400, 6), 0);
+  assert_int_equal(file_size(path), one_batch + 400 * 1024);
+  limit_file_size(RLIM_INFINITY);
+  e->tick(e); /* flush_interval 0: the rest now */
+  assert_int_equal(file_size(path), 2 * one_batch);
+  /* Nothing of the batch gets in: it fails, and nothing of it is written later. */
+  limit_file_size((rlim_t)(2 * one_batch));
+  assert_int_equal(export_batch(e, 4800, 400, 6), PROFILIS_ERETRYABLE);
+  limit_file_size(RLIM_INFINITY);
+  e->tick(e);
+  assert_int_equal(file_size(path), 2 * one_batch);
+  assert_int_equal(export_batch(e, 4800, 400, 1), 0);
+  e->destroy(e);
+  assert_int_equal(sigaction(SIGXFSZ, &old, NULL), 0);
+  assert_int_equal(check_sequence(path, 0, 5199, LONG_MAX), 0);
+  assert_true(whole_lines(path));
+}
+
+/* A batch whose lines come to more than the 16 MiB a file may have pending is written whole:
+ * its pieces go out as they are rendered, so it never sits in memory at once. */
+static void test_batch_beyond_pending_cap(void **state) {
+  (void)state;
+  char path[128];
+  pc_exporter_cfg cfg = base_cfg(path_in(path, sizeof path, "huge.jsonl"));
+  pc_exporter *e;
+  assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
+  tchunk t;
+  small_chunk(&t, NULL, "r", 0, 3000);
+  pc_chunk *cs[64];
+  for (size_t i = 0; i < 64; i++) cs[i] = &t.c;
+  uint64_t rejected;
+  assert_int_equal(e->export_chunks(e, cs, 1, &g_dl, &rejected), 0);
+  long one = file_size(path);
+  assert_true(64 * one > (16L << 20) + (1L << 20));
+  assert_int_equal(e->export_chunks(e, cs, 64, &g_dl, &rejected), 0);
+  assert_int_equal(file_size(path), 65 * one);
+  e->destroy(e);
+  tc_free(&t);
+  assert_true(whole_lines(path));
+}
+
 static void test_write_errors(void **state) {
   (void)state;
   /* A full device: retryable, and nothing of the batch stays behind. */
@@ -772,12 +872,20 @@ static void test_write_errors(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_span_lines),       cmocka_unit_test(test_otlp_lines),
-      cmocka_unit_test(test_bad_anyvalue),     cmocka_unit_test(test_rotate_by_size),
-      cmocka_unit_test(test_rotate_big_batch), cmocka_unit_test(test_rotate_by_age), cmocka_unit_test(test_young_file_not_rotated),
-      cmocka_unit_test(test_tenant_paths),     cmocka_unit_test(test_open_file_bound),
-      cmocka_unit_test(test_flush_interval),   cmocka_unit_test(test_write_errors),
+      cmocka_unit_test(test_span_lines),
+      cmocka_unit_test(test_otlp_lines),
+      cmocka_unit_test(test_bad_anyvalue),
+      cmocka_unit_test(test_rotate_by_size),
+      cmocka_unit_test(test_rotate_big_batch),
+      cmocka_unit_test(test_rotate_by_age),
+      cmocka_unit_test(test_young_file_not_rotated),
+      cmocka_unit_test(test_tenant_paths),
+      cmocka_unit_test(test_open_file_bound),
+      cmocka_unit_test(test_flush_interval),
+      cmocka_unit_test(test_write_errors),
       cmocka_unit_test(test_preallocate),
+      cmocka_unit_test(test_large_batch_pieces),
+      cmocka_unit_test(test_batch_beyond_pending_cap),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
