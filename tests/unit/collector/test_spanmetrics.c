@@ -413,8 +413,14 @@ static void test_cost_per_span(void **state) {
     ns = run < ns ? run : ns;
   }
   printf("spanmetrics: %.1f ns per span (512-span chunks, 40 names x 3 kinds x 2 statuses)\n", ns);
-  /* Well under 100 ns in an optimized build; the bound leaves room for sanitizers. */
-  assert_true(ns < 1500);
+  /* ~70 ns in an optimized build. Unoptimized with sanitizers it is ~1.2 us on an idle box and
+   * was 1.6 us under a parallel CI run, so there the bound only catches a blow-up (a lookup
+   * gone linear in the series would cost tens of us). */
+#ifdef __OPTIMIZE__
+  assert_true(ns < 500);
+#else
+  assert_true(ns < 10000);
+#endif
   pf_buf out = {0};
   char *text = render(sm, &out);
   double total = 0;
