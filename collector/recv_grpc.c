@@ -50,8 +50,8 @@
 #define CONN_WINDOW (16 << 20)
 #define SUBJECT_MAX 1024
 #define MSG_MAX 256
-#define SPARE_MAX (1u << 20) /* a loop keeps one message buffer up to this size for the next call  \
-                              */
+/* a loop keeps one message buffer up to this size for the next call */
+#define SPARE_MAX (1u << 20)
 
 typedef struct h2_loop h2_loop;
 typedef struct h2_conn h2_conn;
