@@ -878,7 +878,7 @@ def case_sigterm(args, work):
     stop = threading.Event()
     counts = {"ok": 0, "err": 0}
     failed, in_doubt = {}, set()
-    term = [None]  # when SIGTERM was sent
+    term = None  # when SIGTERM was sent (the workers' closure sees it once set)
 
     def record(ok, ids, what):
         with lock:
@@ -887,7 +887,7 @@ def case_sigterm(args, work):
                 c.accepted.update(ids)
                 return
             failed.update((i, "%s at +%.3f s" % (what, time.monotonic() - t0)) for i in ids)
-            if term[0] is not None:
+            if term is not None:
                 in_doubt.update(ids)
 
     def grpc_worker(k):
@@ -919,8 +919,8 @@ def case_sigterm(args, work):
         t.start()
     time.sleep(1.5)
     with lock:
-        term[0] = time.monotonic() - t0
-    print("  SIGTERM at +%.3f s" % term[0])
+        term = time.monotonic() - t0
+    print("  SIGTERM at +%.3f s" % term)
     c.proc.send_signal(signal.SIGTERM)
     try:
         c.proc.wait(timeout=30)
