@@ -80,12 +80,18 @@ typedef struct pe {
   int64_t idx; /* < 0: not an element of a repeated field */
 } pe;
 
+typedef struct counts {
+  uint64_t rs, scopes, spans;
+} counts;
+
 typedef struct dec {
   const pc_decode_opts *opts;
   pc_decode_result *out;
   pc_chunk *c;  /* the chunk being built */
   size_t *offs; /* record offsets of c's spans (pointers are set once records stop moving) */
   size_t offs_cap;
+  counts *per_rs; /* the counting pass's scopes and spans of each ResourceSpans */
+  size_t per_rs_cap;
   pf_buf scratch; /* scope attributes are decoded here and thrown away */
   const char *reject_why;
   pe path[PATH_CAP];
@@ -1071,10 +1077,6 @@ static int decode_scope_spans(dec *d, const uint8_t *p, size_t n) {
 
 /* ---- counting pass ---- */
 
-typedef struct counts {
-  uint64_t rs, scopes, spans;
-} counts;
-
 static int count_scope_spans(dec *d, const uint8_t *p, size_t n, counts *k) {
   rd r = rd_of(p, n);
   wf f;
@@ -1100,15 +1102,30 @@ static int count_rs(dec *d, const uint8_t *p, size_t n, counts *k) {
   return rc < 0 ? wire_fail(d, rc, N_RS, &f) : 0;
 }
 
+/* Keeps what one ResourceSpans holds, for chunk_alloc, so that its framing is read once. */
+static int note_rs(dec *d, uint64_t i, const counts *before, const counts *after) {
+  if (i >= d->per_rs_cap) {
+    size_t cap = d->per_rs_cap ? 2 * d->per_rs_cap : 8;
+    counts *q = realloc(d->per_rs, cap * sizeof *q);
+    if (!q) return PROFILIS_ENOMEM;
+    d->per_rs = q;
+    d->per_rs_cap = cap;
+  }
+  d->per_rs[i] = (counts){1, after->scopes - before->scopes, after->spans - before->spans};
+  return 0;
+}
+
 static int count_request(dec *d, const uint8_t *p, size_t n, counts *k) {
   rd r = rd_of(p, n);
   wf f;
   int rc;
   while ((rc = rd_next(&r, &f)) > 0) {
     if (!is_len(&f, 1)) continue;
+    counts before = *k;
     path_push(d, "resource_spans", (int64_t)k->rs++);
     rc = count_rs(d, f.p, f.n, k);
     path_pop(d);
+    if (!rc) rc = note_rs(d, k->rs - 1, &before, k);
     if (rc) return rc;
   }
   return rc < 0 ? wire_fail(d, rc, N_REQ, &f) : 0;
@@ -1166,10 +1183,8 @@ static int chunk_finish(dec *d, const uint8_t *p, size_t n) {
   return 0;
 }
 
-static int decode_rs(dec *d, const uint8_t *p, size_t n) {
-  counts k = {0};
-  count_rs(d, p, n, &k); /* checked before */
-  int rc = chunk_alloc(d, &k, n);
+static int decode_rs(dec *d, const uint8_t *p, size_t n, const counts *k) {
+  int rc = chunk_alloc(d, k, n);
   if (rc) return rc;
   rd r = rd_of(p, n);
   wf f;
@@ -1207,8 +1222,8 @@ static int decode_request(dec *d, const uint8_t *buf, size_t len) {
   int64_t i = 0;
   while (rd_next(&r, &f) > 0) {
     if (!is_len(&f, 1)) continue;
-    path_push(d, "resource_spans", i++);
-    rc = decode_rs(d, f.p, f.n);
+    path_push(d, "resource_spans", i);
+    rc = decode_rs(d, f.p, f.n, &d->per_rs[i++]);
     path_pop(d);
     if (rc) return rc;
   }
@@ -1234,6 +1249,7 @@ int pc_decode_otlp_proto(const uint8_t *buf, size_t len, const pc_decode_opts *o
   int rc = decode_request(&d, buf ? buf : (const uint8_t *)"", len);
   if (d.c) pc_chunk_unref(d.c);
   free(d.offs);
+  free(d.per_rs);
   pf_buf_free(&d.scratch);
   if (rc) {
     pc_decode_result_free(out);
