@@ -306,7 +306,8 @@ static const cfg_key exporter_keys[] = {
      EXP(batch_size), .min = 1, .max = 65536, .def = "512", .doc = "spans per export"},
     {.key = "batch.timeout", .type = K_DURATION, .types = T_THREAD, EXP(batch_timeout_ms),
      .min = 1, .max = 10 * MS_M, .def = "200ms",
-     .doc = "a partial batch is exported after waiting this long"},
+     .doc = "a partial batch is exported once its oldest span has waited this long; spans "
+            "that arrive in the last quarter of that wait take it along at once"},
     {.key = "timeout", .type = K_DURATION, .types = T_GRPC, EXP(timeout_ms), .min = 1,
      .max = 10 * MS_M, .def = "10s", .doc = "one export attempt"},
     {.key = "path", .type = K_STRING, .types = T_JSONL, EXP(path), .min = 1, .max = 4096,

@@ -496,6 +496,29 @@ static void jx_tick(pc_exporter *e) {
   }
 }
 
+/* When jx_tick next has work: a flush retry of bytes the disk did not take, an fsync, a
+ * rotation by age. Nothing while every file is written, synced and young. */
+static uint64_t jx_next_tick(pc_exporter *e) {
+  jx_exporter *x = (jx_exporter *)e;
+  const pc_exporter_cfg *cfg = x->base.cfg;
+  uint32_t max_age = cfg->rotate_max_age_ms;
+  uint32_t every = cfg->flush_interval_ms ? cfg->flush_interval_ms : 1000;
+  uint64_t next = PC_TICK_NONE;
+  for (size_t i = 0; i < x->n_files; i++) {
+    const jfile *f = x->files[i];
+    uint64_t at = PC_TICK_NONE;
+    if (f->head < f->pend.len)
+      at = f->last_flush_ns + ms_ns(cfg->flush_interval_ms);
+    else if (max_age && f->regular && f->size > 0 && !f->midline)
+      at = f->born_ns + ms_ns(max_age);
+    if (f->unsynced && cfg->fsync == PC_FSYNC_BATCH) at = 0;
+    if (f->unsynced && cfg->fsync == PC_FSYNC_INTERVAL && f->last_sync_ns + ms_ns(every) < at)
+      at = f->last_sync_ns + ms_ns(every);
+    if (at < next) next = at;
+  }
+  return next;
+}
+
 static void jx_destroy(pc_exporter *e) {
   jx_exporter *x = (jx_exporter *)e;
   if (!x) return;
@@ -511,6 +534,7 @@ int pc_jsonl_exporter_new(pc_exporter **out, const pc_exporter_cfg *cfg) {
   x->base.cfg = cfg;
   x->base.export_chunks = jx_export;
   x->base.tick = jx_tick;
+  x->base.next_tick = jx_next_tick;
   x->base.destroy = jx_destroy;
   x->tmpl = cfg->path && *cfg->path ? cfg->path : JX_DEFAULT_PATH;
   x->templated = strstr(x->tmpl, "${tenant}") != NULL;

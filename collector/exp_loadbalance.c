@@ -571,6 +571,11 @@ static int lb_export(pc_exporter *e, pc_chunk *const *chunks, size_t n, const pf
 
 static void lb_tick(pc_exporter *e) { maybe_resolve((lb_exporter *)e); }
 
+static uint64_t lb_next_tick(pc_exporter *e) {
+  lb_exporter *x = (lb_exporter *)e;
+  return x->dns ? x->next_resolve_ns : PC_TICK_NONE;
+}
+
 static void lb_destroy(pc_exporter *e) {
   lb_exporter *x = (lb_exporter *)e;
   if (!x) return;
@@ -605,6 +610,7 @@ int pc_lb_exporter_new(pc_exporter **out, const pc_exporter_cfg *cfg) {
   x->base.cfg = cfg;
   x->base.export_chunks = lb_export;
   x->base.tick = lb_tick;
+  x->base.next_tick = lb_next_tick;
   x->base.destroy = lb_destroy;
   x->rng = pf_mono_ns() ^ (uint64_t)(uintptr_t)x ^ 0x9E3779B97F4A7C15ull;
   if (!x->rng) x->rng = 1;

@@ -9,6 +9,8 @@
 #include "pc_metrics.h"
 #include "pf_time.h"
 
+#define PC_TICK_NONE UINT64_MAX
+
 typedef struct pc_exporter pc_exporter;
 struct pc_exporter {
   const pc_exporter_cfg *cfg;
@@ -17,8 +19,13 @@ struct pc_exporter {
    * at the deadline). *rejected gets the spans the backend refused through partial_success. */
   int (*export_chunks)(pc_exporter *e, pc_chunk *const *chunks, size_t n, const pf_deadline *dl,
                        uint64_t *rejected);
-  /* Periodic work with nothing to export (JSONL: flush interval, age-based rotation). May be NULL. */
+  /* Periodic work with nothing to export (JSONL: flush retries, age-based rotation, fsync
+   * interval; durable queue: replay). May be NULL. */
   void (*tick)(pc_exporter *e);
+  /* When tick() next has work to do, in monotonic ns; PC_TICK_NONE when only an export can
+   * make some. The thread sleeps until then (it calls tick() at most every 100 ms), so an idle
+   * exporter costs no wake-ups. May be NULL: tick() then runs every 100 ms. */
+  uint64_t (*next_tick)(pc_exporter *e);
   void (*destroy)(pc_exporter *e);
   /* Called once on the exporter's thread after its last export, before the slot reports
    * itself done (a successor of the same name may start right after). May be NULL. */

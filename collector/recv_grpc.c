@@ -866,7 +866,8 @@ static void *loop_main(void *arg) {
       on_stop(l, now_ms());
       if (!l->conns) break;
     }
-    int n = epoll_wait(l->ep, evs, 64, stopping ? 100 : TICK_MS);
+    /* without connections there are no timers: sleep until one comes (or the stop's wake) */
+    int n = epoll_wait(l->ep, evs, 64, stopping ? 100 : l->conns ? TICK_MS : -1);
     for (int i = 0; i < n; i++) {
       void *p = evs[i].data.ptr;
       if (p == &listen_marker) {

@@ -533,6 +533,19 @@ static void rs_tick(pc_exporter *e) {
   if (x->inner->tick) x->inner->tick(x->inner);
 }
 
+/* A backlog is replayed as soon as the breaker lets a call through; else the inner
+ * exporter's own work. */
+static uint64_t rs_next_tick(pc_exporter *e) {
+  rs_exporter *x = (rs_exporter *)e;
+  if (!x->started) return 0; /* opens the durable queue */
+  if (queue_depth(x)) {
+    uint64_t probe = x->breaker_on ? pc_breaker_next_probe_ns(&x->br) : 0;
+    return probe == UINT64_MAX ? 0 : probe;
+  }
+  if (!x->inner->tick) return PC_TICK_NONE;
+  return x->inner->next_tick ? x->inner->next_tick(x->inner) : 0;
+}
+
 static void rs_finish(pc_exporter *e) {
   rs_exporter *x = (rs_exporter *)e;
   if (x->inner->finish) x->inner->finish(x->inner);
@@ -625,6 +638,7 @@ int pc_resilient_new(pc_exporter **out, pc_exporter *inner, const pc_exporter_cf
   x->base = (pc_exporter){.cfg = cfg,
                           .export_chunks = rs_export,
                           .tick = rs_tick,
+                          .next_tick = rs_next_tick,
                           .destroy = rs_destroy,
                           .finish = rs_finish,
                           .self_counting = true};

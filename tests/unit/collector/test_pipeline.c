@@ -78,6 +78,10 @@ typedef struct texp {
   uint64_t call_ns[MAX_CALLS];
   bool in_call, destroyed;
   uint64_t delay_ms; /* MODE_OK: take this long per call */
+  /* what next_tick() answers (0: due now, as an exporter without next_tick); tick() records
+   * when it ran and, with tick_once, answers PC_TICK_NONE afterwards */
+  uint64_t tick_at, last_tick_ns;
+  bool tick_once;
 } texp;
 
 typedef struct harness {
@@ -141,7 +145,17 @@ static void texp_tick(pc_exporter *e) {
   texp *t = (texp *)e;
   pthread_mutex_lock(&t->mu);
   t->ticks++;
+  t->last_tick_ns = pf_mono_ns();
+  if (t->tick_once) t->tick_at = PC_TICK_NONE;
   pthread_mutex_unlock(&t->mu);
+}
+
+static uint64_t texp_next_tick(pc_exporter *e) {
+  texp *t = (texp *)e;
+  pthread_mutex_lock(&t->mu);
+  uint64_t at = t->tick_at;
+  pthread_mutex_unlock(&t->mu);
+  return at;
 }
 
 static void texp_destroy(pc_exporter *e) {
@@ -155,8 +169,11 @@ static int test_factory(pc_exporter **out, const pc_exporter_cfg *cfg, void *arg
   harness *h = arg;
   texp *t = calloc(1, sizeof *t);
   if (!t) return PROFILIS_ENOMEM;
-  t->base = (pc_exporter){
-      .cfg = cfg, .export_chunks = texp_export, .tick = texp_tick, .destroy = texp_destroy};
+  t->base = (pc_exporter){.cfg = cfg,
+                          .export_chunks = texp_export,
+                          .tick = texp_tick,
+                          .next_tick = texp_next_tick,
+                          .destroy = texp_destroy};
   snprintf(t->name, sizeof t->name, "%s", cfg->name);
   pthread_mutex_init(&t->mu, NULL);
   pthread_cond_init(&t->cv, NULL);
@@ -417,6 +434,88 @@ static void test_batch_by_timeout(void **state) {
   pthread_mutex_lock(&e->mu);
   assert_true(e->ticks >= 1);
   pthread_mutex_unlock(&e->mu);
+  stop(&f);
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Spans that arrive in the last quarter of a partial batch's timeout take it with them at
+ * once; earlier ones wait with it for the timeout. */
+static void test_batch_early_with_company(void **state) {
+  tcfg t;
+  tcfg_init(&t, 1 << 30);
+  tcfg_add(&t, "jsonl", PC_EXPORTER_JSONL, 1000, 400);
+  fixture f;
+  start(&f, &t);
+  texp *e = exp_named("jsonl");
+  /* company at 200 ms (half the timeout): all of it goes at 400 ms */
+  uint64_t t0 = pf_mono_ns();
+  assert_int_equal(submit_one(&f, 3), PC_ACCEPTED);
+  sleep_ms(200);
+  assert_int_equal(submit_one(&f, 2), PC_ACCEPTED);
+  wait_spans(e, 5);
+  assert_int_equal(e->calls, 1);
+  assert_int_equal(e->call_spans[0], 5);
+  assert_true(e->call_ns[0] - t0 >= 390000000ull);
+  /* company at 330 ms (past three quarters): all of it goes then, not at 400 ms */
+  t0 = pf_mono_ns();
+  assert_int_equal(submit_one(&f, 4), PC_ACCEPTED);
+  sleep_ms(330);
+  uint64_t t1 = pf_mono_ns();
+  assert_int_equal(submit_one(&f, 1), PC_ACCEPTED);
+  wait_spans(e, 10);
+  assert_int_equal(e->calls, 2);
+  assert_int_equal(e->call_spans[1], 5);
+  assert_true(e->call_ns[1] >= t1);
+  assert_true(e->call_ns[1] - t0 < 390000000ull);
+  stop(&f);
+}
+
+static uint64_t exp_ticks(texp *e, uint64_t *last_ns) {
+  pthread_mutex_lock(&e->mu);
+  uint64_t n = e->ticks;
+  if (last_ns) *last_ns = e->last_tick_ns;
+  pthread_mutex_unlock(&e->mu);
+  return n;
+}
+
+/* An exporter with no periodic work is not woken to do it: tick() runs when next_tick() says,
+ * once, and an idle exporter costs no wake-ups (each costs tens of microseconds of CPU on a
+ * virtual machine). */
+static void test_tick_when_due(void **state) {
+  tcfg t;
+  tcfg_init(&t, 1 << 30);
+  tcfg_add(&t, "jsonl", PC_EXPORTER_JSONL, 1, 1000);
+  fixture f;
+  start(&f, &t);
+  texp *e = exp_named("jsonl");
+  /* nothing to do: no tick in 1.5 s (a poll every 100 ms would make 15) */
+  pthread_mutex_lock(&e->mu);
+  e->tick_at = PC_TICK_NONE;
+  e->tick_once = true;
+  pthread_mutex_unlock(&e->mu);
+  assert_int_equal(submit_one(&f, 1), PC_ACCEPTED); /* the thread asks again after an export */
+  wait_spans(e, 1);
+  uint64_t base = exp_ticks(e, NULL);
+  sleep_ms(1500);
+  assert_int_equal(exp_ticks(e, NULL), base);
+  /* an export leaves work due in 300 ms: tick() runs then, and only then */
+  pthread_mutex_lock(&e->mu);
+  uint64_t at = e->tick_at = pf_mono_ns() + 300000000ull;
+  pthread_mutex_unlock(&e->mu);
+  assert_int_equal(submit_one(&f, 1), PC_ACCEPTED);
+  wait_spans(e, 2);
+  sleep_ms(150);
+  assert_int_equal(exp_ticks(e, NULL), base);
+  uint64_t last = 0;
+  for (int i = 0; i < 200 && exp_ticks(e, &last) == base; i++) sleep_ms(10);
+  assert_int_equal(exp_ticks(e, &last), base + 1);
+  assert_true(last >= at);
+  sleep_ms(500);
+  assert_int_equal(exp_ticks(e, NULL), base + 1);
   stop(&f);
 }
 
@@ -769,6 +868,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_submit_all_or_nothing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_batch_by_size, setup, teardown),
       cmocka_unit_test_setup_teardown(test_batch_by_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tick_when_due, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_batch_early_with_company, setup, teardown),
       cmocka_unit_test_setup_teardown(test_drain_deadline_drops, setup, teardown),
       cmocka_unit_test_setup_teardown(test_drain_delivers_all, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failed_and_rejected, setup, teardown),
