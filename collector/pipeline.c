@@ -347,8 +347,12 @@ static void slot_enqueue(pc_slot *s, pc_chunk *const *chunks, size_t n, uint64_t
   uint64_t oldest = was_empty ? now : s->q[s->q_head].enq_ns;
   bool late = !s->early && now > oldest && now - oldest >= timeout_ns - timeout_ns / 4;
   if (added && late) s->early = true;
-  if (added && (was_empty || late || s->q_spans >= batch_size(s))) pthread_cond_signal(&s->wake);
+  bool wake = added && (was_empty || late || s->q_spans >= batch_size(s));
   pthread_mutex_unlock(&s->mu);
+  /* Signalled after the unlock, so that the thread does not wake only to wait for the mutex
+   * (a second wake-up, and this thread preempted by it). The slot outlives the call: callers
+   * hold p->lock, and slots are freed under its write side. */
+  if (wake) pthread_cond_signal(&s->wake);
   pc_gauge_add(s->queue_spans, (int64_t)spans);
   pc_gauge_add(s->queue_batches, (int64_t)added);
   if (lost) {
