@@ -114,8 +114,10 @@ struct pc_pipeline {
   bool draining;
   pc_slot *retired; /* replaced slots finishing their queues; freed by reload, drain, free */
   _Atomic uint64_t used, limit;
-  uint64_t trim_peak; /* the most the budget held since memory was last given back (tick) */
-  uint32_t trim_quiet; /* ticks in a row with the budget below an eighth of that */
+  _Atomic uint64_t used_peak; /* the most `used` reached since memory was last given back */
+  /* since when the budget has held less than an eighth of used_peak (0: it has not) */
+  uint64_t trim_quiet_ns;
+  pthread_mutex_t trim_mu; /* guards trim_quiet_ns */
   _Atomic uint32_t retry_after_ms, drain_timeout_ms;
   atomic_bool keep_raw;
   pc_metrics *m;
@@ -158,11 +160,21 @@ static int cond_init_mono(pthread_cond_t *cv) {
 
 /* ---- memory budget ---- */
 
+/* Raises used_peak to `used` (a relaxed load in the common case: no new peak). */
+static void note_peak(pc_pipeline *p, uint64_t used) {
+  uint64_t peak = atomic_load_explicit(&p->used_peak, memory_order_relaxed);
+  while (used > peak &&
+         !atomic_compare_exchange_weak_explicit(&p->used_peak, &peak, used, memory_order_relaxed,
+                                                memory_order_relaxed)) {
+  }
+}
+
 static bool budget_charge(pc_pipeline *p, uint64_t bytes) {
   uint64_t limit = atomic_load(&p->limit), used = atomic_load(&p->used);
   do {
     if (bytes > limit || used > limit - bytes) return false;
   } while (!atomic_compare_exchange_weak(&p->used, &used, used + bytes));
+  note_peak(p, used + bytes);
   pc_gauge_add(p->budget_used_g, (int64_t)bytes);
   return true;
 }
@@ -448,6 +460,30 @@ static bool batch_ready(const pc_slot *s, uint64_t now, uint64_t *due) {
   return now >= *due;
 }
 
+/* Once a burst is over (the budget held at least TRIM_AFTER, then less than an eighth of that
+ * for TRIM_QUIET_NS), the free memory it left inside the allocator's heaps goes back to the
+ * kernel: the receiver keeps its heap for steady traffic (main.c), so without this RSS would
+ * stay at the burst's peak. Not sooner: during a burst the budget dips whenever the exporters
+ * catch up, and trimming then costs the receivers their warm memory. Called by the exporter
+ * threads after each export and once a second while idle, and by the sampler thread on its
+ * ticks, holding no lock: a trim can take milliseconds. */
+#define TRIM_AFTER (8u << 20)
+#define TRIM_QUIET_NS 1000000000ull
+static void release_after_burst(pc_pipeline *p, uint64_t now) {
+  if (pthread_mutex_trylock(&p->trim_mu)) return; /* another thread is at it */
+  uint64_t used = atomic_load(&p->used), peak = atomic_load(&p->used_peak);
+  if (peak < TRIM_AFTER || used > peak / 8) {
+    p->trim_quiet_ns = 0;
+  } else if (!p->trim_quiet_ns) {
+    p->trim_quiet_ns = now;
+  } else if (now - p->trim_quiet_ns >= TRIM_QUIET_NS) {
+    malloc_trim(0);
+    atomic_store(&p->used_peak, used); /* a charge racing this one only lowers the next peak */
+    p->trim_quiet_ns = 0;
+  }
+  pthread_mutex_unlock(&p->trim_mu);
+}
+
 /* When the exporter's tick() is next due: when it has work (next_tick), but not sooner than
  * TICK_NS after the last call. */
 static uint64_t tick_due(const pc_slot *s, uint64_t last_tick) {
@@ -483,7 +519,7 @@ static void wait_pred(pc_slot *s) {
 static void *slot_main(void *arg) {
   pc_slot *s = arg;
   wait_pred(s);
-  uint64_t last_tick = pf_mono_ns(), dropped = 0;
+  uint64_t last_tick = pf_mono_ns(), dropped = 0, last_idle = last_tick;
   uint64_t next_tick = tick_due(s, last_tick);
   pthread_mutex_lock(&s->mu);
   while (!atomic_load(&s->abort)) {
@@ -495,6 +531,11 @@ static void *slot_main(void *arg) {
         pthread_mutex_unlock(&s->mu);
         slot_tick(s, &last_tick, &next_tick);
         pthread_mutex_lock(&s->mu);
+      } else if (!s->q_len && now - last_idle >= IDLE_WAIT_NS) {
+        last_idle = now;
+        pthread_mutex_unlock(&s->mu);
+        release_after_burst(s->p, now);
+        pthread_mutex_lock(&s->mu);
       } else {
         wait_until(&s->wake, &s->mu, min_ns(s->q_len ? due : now + IDLE_WAIT_NS, next_tick));
       }
@@ -505,6 +546,8 @@ static void *slot_main(void *arg) {
     pc_gauge_add(s->queue_spans, -(int64_t)spans);
     pc_gauge_add(s->queue_batches, -(int64_t)k);
     slot_export(s, k, spans);
+    last_idle = pf_mono_ns();
+    release_after_burst(s->p, last_idle);
     next_tick = tick_due(s, last_tick); /* the export may have left work for tick() */
     slot_tick(s, &last_tick, &next_tick);
     pthread_mutex_lock(&s->mu);
@@ -891,7 +934,7 @@ static void route_sampled(pc_pipeline *p, pc_chunk *c, uint64_t now) {
 static void sampler_emit(void *arg, pc_chunk *c) {
   pc_pipeline *p = arg;
   c->budget_bytes = pc_chunk_size(c);
-  atomic_fetch_add(&p->used, c->budget_bytes);
+  note_peak(p, atomic_fetch_add(&p->used, c->budget_bytes) + c->budget_bytes);
   pc_gauge_add(p->budget_used_g, (int64_t)c->budget_bytes);
   route_sampled(p, c, pf_mono_ns());
   chunk_release(p, c);
@@ -998,27 +1041,6 @@ static void sampler_take(pc_pipeline *p, pc_chunk *list, uint64_t now) {
     if (!p->sampler || pc_sampler_offer(p->sampler, now, c) != 0) route_sampled(p, c, now);
 }
 
-/* Once a burst is over (the budget held at least TRIM_AFTER, then less than an eighth of that
- * for TRIM_QUIET ticks in a row), the free memory it left inside the allocator's heaps goes
- * back to the kernel: the receiver keeps its heap for steady traffic (main.c), so without this
- * RSS would stay at the burst's peak. Not sooner: during a burst the budget dips whenever the
- * exporters catch up, and trimming then costs the receivers their warm memory. Called on
- * ticks, from the sampler thread only, holding no lock: a trim can take milliseconds. */
-#define TRIM_AFTER (8u << 20)
-#define TRIM_QUIET 10u
-static void release_after_burst(pc_pipeline *p, uint64_t used) {
-  if (used > p->trim_peak) p->trim_peak = used;
-  if (p->trim_peak < TRIM_AFTER) return;
-  if (used > p->trim_peak / 8) {
-    p->trim_quiet = 0;
-    return;
-  }
-  if (++p->trim_quiet < TRIM_QUIET) return;
-  malloc_trim(0);
-  p->trim_peak = used;
-  p->trim_quiet = 0;
-}
-
 /* The sampler stage: takes the queued chunks as they come; every 100 ms decides the traces
  * whose window ended and adapts to the load (the memory budget's fill); every second its
  * figures go to the metrics. On stop it takes what is still queued first. */
@@ -1055,7 +1077,7 @@ static void *tick_main(void *arg) {
       chunk_release(p, list);
       list = next;
     }
-    if (ticked) release_after_burst(p, atomic_load(&p->used));
+    if (ticked) release_after_burst(p, now);
     pthread_mutex_lock(&p->tick_mu);
     if (stop && !p->sq_head) break;
   }
@@ -1113,6 +1135,7 @@ static void pipeline_destroy(pc_pipeline *p) {
   pthread_mutex_destroy(&p->ctl);
   pthread_mutex_destroy(&p->smu);
   pthread_mutex_destroy(&p->tick_mu);
+  pthread_mutex_destroy(&p->trim_mu);
   pthread_cond_destroy(&p->tick_cv);
   free(p);
 }
@@ -1131,6 +1154,7 @@ int pc_pipeline_new_with(pc_pipeline **out, const pc_config *cfg, pc_metrics *me
   pthread_mutex_init(&p->ctl, NULL);
   pthread_mutex_init(&p->smu, NULL);
   pthread_mutex_init(&p->tick_mu, NULL);
+  pthread_mutex_init(&p->trim_mu, NULL);
   cond_init_mono(&p->tick_cv);
   p->m = metrics;
   p->factory = factory ? factory : default_factory;

@@ -366,6 +366,53 @@ def case_overload(args, wd):
         sink.wait(10)
 
 
+def case_burst_release(args, wd):
+    """Memory a burst held goes back to the kernel once the budget has been quiet for a second:
+    a batch held for 3 s raises RSS by its ~12 MiB, and RSS comes back down after the export
+    (without sampling configured, nothing used to give it back)."""
+    held = os.path.join(wd, "held.jsonl")
+    extra = """  jsonl/held:
+    path: %s
+    batch: {size: 65536, timeout: 3s}
+""" % held
+    col = Collector(args, wd, extra, "[jsonl/held]")
+    try:
+        time.sleep(0.5)
+        idle = rss_kib(col.proc.pid)
+        spans = 65000
+        lg = subprocess.run([os.path.join(args.bin, "profilis-loadgen"), "--endpoint",
+                             "127.0.0.1:%d" % col.grpc, "--spans", str(spans), "--workers", "1",
+                             "--attrs", "2", "--queue-size", "65536", "--block"],
+                            stdout=subprocess.PIPE, text=True, timeout=60)
+        print("loadgen:", lg.stdout.strip().splitlines()[-1])
+        held_rss = rss_kib(col.proc.pid)
+        _, body = col.get("/metrics")
+        budget = metric(body, "profilis_memory_budget_used_bytes")
+        check(budget >= 8 << 20, "the held batch is in the memory budget (%d bytes)" % budget)
+
+        def exported():
+            _, b = col.get("/metrics")
+            return metric(b, "profilis_exporter_sent_spans_total", ['exporter="jsonl/held"']) == spans
+        check(wait_for(exported, 30), "the held batch was exported")
+        after = held_rss
+        for _ in range(50):  # a second of quiet, then the next look of an idle exporter thread
+            after = rss_kib(col.proc.pid)
+            if after - idle < (held_rss - idle) / 3:
+                break
+            time.sleep(0.1)
+        msg = "RSS given back after the burst: idle %d KiB, holding %d KiB, after %d KiB" % (
+            idle, held_rss, after)
+        if sanitized(os.path.join(args.bin, "profilis-collector")):
+            print("info: AddressSanitizer build, not judged:", msg)
+        else:
+            check(held_rss - idle >= 6 << 10, "the held batch raised RSS (%d -> %d KiB)" % (idle, held_rss))
+            check(after - idle < (held_rss - idle) / 3, msg)
+        with open(held) as f:
+            check(sum(1 for l in f if l.strip()) == spans, "every span is in the file")
+    finally:
+        check(col.stop() == 0, "collector exited 0 on SIGTERM")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("case")
