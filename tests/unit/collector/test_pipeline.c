@@ -93,6 +93,11 @@ typedef struct harness {
 
 static harness H;
 
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
 static int texp_export(pc_exporter *e, pc_chunk *const *chunks, size_t n, const pf_deadline *dl,
                        uint64_t *rejected) {
   texp *t = (texp *)e;
@@ -109,8 +114,7 @@ static int texp_export(pc_exporter *e, pc_chunk *const *chunks, size_t n, const 
   pthread_cond_broadcast(&t->cv);
   while (t->mode == MODE_STALL && !pf_deadline_expired(dl)) {
     pthread_mutex_unlock(&t->mu);
-    struct timespec ts = {0, 2000000};
-    nanosleep(&ts, NULL);
+    sleep_ms(2);
     pthread_mutex_lock(&t->mu);
   }
   int mode = t->mode;
@@ -216,8 +220,7 @@ static void wait_in_call(texp *t) {
   pthread_mutex_lock(&t->mu);
   while (!t->in_call && pf_mono_ns() < until) {
     pthread_mutex_unlock(&t->mu);
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
+    sleep_ms(1);
     pthread_mutex_lock(&t->mu);
   }
   bool in = t->in_call;
@@ -229,8 +232,7 @@ static void wait_in_call(texp *t) {
 static void wait_spans(texp *t, uint64_t n) {
   uint64_t until = pf_mono_ns() + 5000000000ull;
   while (exp_spans(t) < n && pf_mono_ns() < until) {
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
+    sleep_ms(1);
   }
   assert_int_equal(exp_spans(t), n);
 }
@@ -411,6 +413,14 @@ static void test_batch_by_size(void **state) {
   stop(&f);
 }
 
+static uint64_t exp_ticks(texp *e, uint64_t *last_ns) {
+  pthread_mutex_lock(&e->mu);
+  uint64_t n = e->ticks;
+  if (last_ns) *last_ns = e->last_tick_ns;
+  pthread_mutex_unlock(&e->mu);
+  return n;
+}
+
 /* A partial batch waits batch_timeout for company, then goes out. */
 static void test_batch_by_timeout(void **state) {
   tcfg t;
@@ -429,17 +439,9 @@ static void test_batch_by_timeout(void **state) {
   assert_true(waited >= 140000000ull);
   assert_true(waited < 2000000000ull);
   /* idle: tick() runs */
-  struct timespec ts = {0, 300000000};
-  nanosleep(&ts, NULL);
-  pthread_mutex_lock(&e->mu);
-  assert_true(e->ticks >= 1);
-  pthread_mutex_unlock(&e->mu);
+  sleep_ms(300);
+  assert_true(exp_ticks(e, NULL) >= 1);
   stop(&f);
-}
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
 }
 
 /* Spans that arrive in the last quarter of a partial batch's timeout take it with them at
@@ -472,14 +474,6 @@ static void test_batch_early_with_company(void **state) {
   assert_true(e->call_ns[1] >= t1);
   assert_true(e->call_ns[1] - t0 < 390000000ull);
   stop(&f);
-}
-
-static uint64_t exp_ticks(texp *e, uint64_t *last_ns) {
-  pthread_mutex_lock(&e->mu);
-  uint64_t n = e->ticks;
-  if (last_ns) *last_ns = e->last_tick_ns;
-  pthread_mutex_unlock(&e->mu);
-  return n;
 }
 
 /* An exporter with no periodic work is not woken to do it: tick() runs when next_tick() says,
@@ -791,8 +785,7 @@ static void test_invariant_concurrent_reload(void **state) {
     tcfg_add(&t2, "e1", PC_EXPORTER_JSONL, (uint32_t)(32 + r), 2);
     if (r % 2 == 0) tcfg_add(&t2, "e2", PC_EXPORTER_JSONL, 8, 1);
     assert_int_equal(pc_pipeline_reload(f.p, &t2.c), 0);
-    struct timespec ts = {0, 10000000};
-    nanosleep(&ts, NULL);
+    sleep_ms(10);
   }
   atomic_store(&stop_flag, 1);
   uint64_t accepted = 0;
@@ -840,8 +833,7 @@ static void test_sampled_tenant_stage(void **state) {
     assert_int_equal(pthread_create(&th[i], NULL, submit_loop, &subs[i]), 0);
   }
   for (int r = 0; r < 10; r++) {
-    struct timespec ts = {0, 15000000};
-    nanosleep(&ts, NULL);
+    sleep_ms(15);
     cfg->tenants[0].sampling_target = 1000000 + r; /* a reload the sampler must take */
     assert_int_equal(pc_pipeline_reload(f.p, cfg), 0);
   }
