@@ -204,11 +204,17 @@ static int file_rotate(jx_exporter *x, jfile *f) {
   return file_open(x, f);
 }
 
-static bool age_due(const jx_exporter *x, const jfile *f, uint64_t now) {
+/* When the file is due for rotation by age: PC_TICK_NONE without max_age, for a file that is not
+ * regular, empty or ends mid-line. */
+static uint64_t age_due_at(const jx_exporter *x, const jfile *f) {
   uint32_t max_age = x->base.cfg->rotate_max_age_ms;
-  /* `now` may predate born_ns (taken before this batch's first write): not due then */
-  return max_age && f->regular && f->size > 0 && !f->midline && now > f->born_ns &&
-         now - f->born_ns >= ms_ns(max_age);
+  return max_age && f->regular && f->size > 0 && !f->midline ? f->born_ns + ms_ns(max_age)
+                                                             : PC_TICK_NONE;
+}
+
+/* `now` may predate born_ns (taken before this batch's first write): not due then. */
+static bool age_due(const jx_exporter *x, const jfile *f, uint64_t now) {
+  return now >= age_due_at(x, f);
 }
 
 /* How many pending bytes go into the current file before a size rotation: whole lines that
@@ -412,11 +418,25 @@ static int add_chunk(jx_exporter *x, const pc_chunk *c) {
   return rc ? PROFILIS_ERETRYABLE : 0;
 }
 
-static bool sync_due(const jx_exporter *x, const jfile *f, uint64_t now) {
+/* When the file's written bytes are due for an fsync: at once with fsync: batch, flush_interval
+ * after the last one with fsync: interval (a file opened by a rotation counts from its opening),
+ * PC_TICK_NONE when nothing is unsynced or with fsync: never. */
+static uint64_t sync_due_at(const jx_exporter *x, const jfile *f) {
   const pc_exporter_cfg *cfg = x->base.cfg;
   uint32_t every = cfg->flush_interval_ms ? cfg->flush_interval_ms : 1000;
-  return f->unsynced && ((cfg->fsync == PC_FSYNC_BATCH) || (cfg->fsync == PC_FSYNC_INTERVAL &&
-                                                            now - f->last_sync_ns >= ms_ns(every)));
+  if (!f->unsynced) return PC_TICK_NONE;
+  if (cfg->fsync == PC_FSYNC_BATCH) return 0;
+  return cfg->fsync == PC_FSYNC_INTERVAL ? f->last_sync_ns + ms_ns(every) : PC_TICK_NONE;
+}
+
+static bool sync_due(const jx_exporter *x, const jfile *f, uint64_t now) {
+  return now >= sync_due_at(x, f);
+}
+
+/* When pending bytes the disk did not take are retried. */
+static uint64_t flush_due_at(const jx_exporter *x, const jfile *f) {
+  return f->head < f->pend.len ? f->last_flush_ns + ms_ns(x->base.cfg->flush_interval_ms)
+                               : PC_TICK_NONE;
 }
 
 /* Writes the rest of a touched file's batch. A failure takes the batch back if none of it was
@@ -485,35 +505,26 @@ static int jx_export(pc_exporter *e, pc_chunk *const *chunks, size_t n, const pf
 
 static void jx_tick(pc_exporter *e) {
   jx_exporter *x = (jx_exporter *)e;
-  const pc_exporter_cfg *cfg = x->base.cfg;
   uint64_t now = pf_mono_ns();
   for (size_t i = 0; i < x->n_files; i++) {
     jfile *f = x->files[i];
-    if (f->head < f->pend.len && now - f->last_flush_ns >= ms_ns(cfg->flush_interval_ms))
-      file_flush(x, f); /* a failure is logged; the bytes stay for the next try */
+    if (now >= flush_due_at(x, f)) file_flush(x, f); /* a failure is logged; the bytes stay */
     if (f->head == f->pend.len && age_due(x, f, now)) file_rotate(x, f);
     if (sync_due(x, f, now)) file_sync(x, f);
   }
 }
 
 /* When jx_tick next has work: a flush retry of bytes the disk did not take, an fsync, a
- * rotation by age. Nothing while every file is written, synced and young. */
+ * rotation by age (once nothing is pending). Nothing while every file is written, synced and
+ * young. */
 static uint64_t jx_next_tick(pc_exporter *e) {
   jx_exporter *x = (jx_exporter *)e;
-  const pc_exporter_cfg *cfg = x->base.cfg;
-  uint32_t max_age = cfg->rotate_max_age_ms;
-  uint32_t every = cfg->flush_interval_ms ? cfg->flush_interval_ms : 1000;
   uint64_t next = PC_TICK_NONE;
   for (size_t i = 0; i < x->n_files; i++) {
     const jfile *f = x->files[i];
-    uint64_t at = PC_TICK_NONE;
-    if (f->head < f->pend.len)
-      at = f->last_flush_ns + ms_ns(cfg->flush_interval_ms);
-    else if (max_age && f->regular && f->size > 0 && !f->midline)
-      at = f->born_ns + ms_ns(max_age);
-    if (f->unsynced && cfg->fsync == PC_FSYNC_BATCH) at = 0;
-    if (f->unsynced && cfg->fsync == PC_FSYNC_INTERVAL && f->last_sync_ns + ms_ns(every) < at)
-      at = f->last_sync_ns + ms_ns(every);
+    uint64_t at = f->head < f->pend.len ? flush_due_at(x, f) : age_due_at(x, f);
+    uint64_t sync = sync_due_at(x, f);
+    if (sync < at) at = sync;
     if (at < next) next = at;
   }
   return next;

@@ -30,6 +30,7 @@
 #include "chunk_builder.h"
 #include "opentelemetry/proto/common/v1/common.pb-c.h"
 #include "pc_exporter.h"
+#include "pf_time.h"
 #include "slurp.h"
 
 #ifndef PF_PROTO_DIR
@@ -745,6 +746,56 @@ static void test_flush_interval(void **state) {
   tc_free(&t);
 }
 
+/* When tick() is next due (next_tick) and what it then does. With fsync: interval a file that
+ * a rotation opened within a batch is synced flush_interval after its opening, like any other:
+ * the batch's own clock, read before the rotation, must not make it due at once. Rotation by
+ * age is due max_age after the file's first write, and only once nothing is pending. */
+static void test_due_times(void **state) {
+  (void)state;
+  const uint64_t ms = 1000000u;
+  char path[128], p1[160];
+  pc_exporter_cfg cfg = base_cfg(path_in(path, sizeof path, "due/spans.jsonl"));
+  cfg.flush_interval_ms = 400;
+  cfg.fsync = PC_FSYNC_INTERVAL;
+  cfg.rotate_max_bytes = 1500; /* the batch below fills more than one file */
+  cfg.max_backups = 10;
+  pc_exporter *e;
+  assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
+  assert_int_equal(e->next_tick(e), PC_TICK_NONE); /* nothing written: nothing due */
+  uint64_t t0 = pf_mono_ns();
+  assert_int_equal(export_small(e, NULL, "r", 0, 12), 0);
+  uint64_t t1 = pf_mono_ns();
+  snprintf(p1, sizeof p1, "%s.1", path);
+  assert_true(exists(p1)); /* rotated within the batch */
+  uint64_t due = e->next_tick(e);
+  assert_true(due > t1 && due >= t0 + 400 * ms && due <= t1 + 400 * ms);
+  e->tick(e); /* not yet due: nothing changes */
+  assert_int_equal(e->next_tick(e), due);
+  while (pf_mono_ns() < due) sleep_ms(20);
+  e->tick(e); /* synced */
+  assert_int_equal(e->next_tick(e), PC_TICK_NONE);
+  e->destroy(e);
+  int backups = 0;
+  for (char p[160]; snprintf(p, sizeof p, "%s.%d", path, backups + 1), exists(p);) backups++;
+  assert_int_equal(check_sequence(path, backups, 11, 1500), 0);
+
+  /* rotation by age (no fsync): due max_age after the first write */
+  cfg = base_cfg(path_in(path, sizeof path, "due-age/spans.jsonl"));
+  cfg.rotate_max_age_ms = 300;
+  assert_int_equal(pc_jsonl_exporter_new(&e, &cfg), 0);
+  t0 = pf_mono_ns();
+  assert_int_equal(export_small(e, NULL, "r", 0, 2), 0);
+  t1 = pf_mono_ns();
+  due = e->next_tick(e);
+  assert_true(due >= t0 + 300 * ms && due <= t1 + 300 * ms);
+  while (pf_mono_ns() < due) sleep_ms(20);
+  e->tick(e);
+  snprintf(p1, sizeof p1, "%s.1", path);
+  assert_true(exists(p1));
+  assert_int_equal(e->next_tick(e), PC_TICK_NONE); /* the new file is empty */
+  e->destroy(e);
+}
+
 /* Every line of the file ends complete ("}\n"). */
 static bool whole_lines(const char *path) {
   char *text = slurp_or_null(path);
@@ -882,6 +933,7 @@ int main(void) {
       cmocka_unit_test(test_tenant_paths),
       cmocka_unit_test(test_open_file_bound),
       cmocka_unit_test(test_flush_interval),
+      cmocka_unit_test(test_due_times),
       cmocka_unit_test(test_write_errors),
       cmocka_unit_test(test_preallocate),
       cmocka_unit_test(test_large_batch_pieces),
