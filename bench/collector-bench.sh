@@ -4,8 +4,9 @@
 # the spans/s delivered, the CPU per span of the collector and of loadgen (the two share the
 # machine), and the collector's capacity per core of its own CPU. CPU is thread time from /proc
 # (schedstat, in ns), not wall time; the 10k and the full-speed figures are medians of RUNS runs
-# each, since the box is shared and noisy. Progress is read from the admin port's counters, not by
-# counting lines of a file that grows by a GiB (which would itself eat a core); the lines are
+# each, since the box is shared and noisy; each 10k run also gives its split by thread (pc-grpc:
+# the gRPC receiver, pc-export: the exporters). Progress is read from the admin port's counters,
+# not by counting lines of a file that grows by a GiB (which would itself eat a core); the lines are
 # counted after each phase, outside the timed part, and the file is then emptied: several GiB of
 # dirty page cache would start writeback to the disk and throttle the writer, which measures the
 # disk rather than the collector. Usage: bench/collector-bench.sh [BUILD_DIR] [SPANS] [RUNS]
@@ -64,6 +65,19 @@ sleep 1
 
 # CPU of every thread of the collector so far, in ns.
 col_cpu_ns() { cat /proc/$COL/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
+# The same per thread name ("pc-grpc 123 pc-export 456"), for the split of a phase's CPU.
+col_cpu_by_name() {
+  for t in /proc/$COL/task/*; do
+    echo "$(cat "$t/comm" 2>/dev/null) $(cut -d' ' -f1 "$t/schedstat" 2>/dev/null)"
+  done | awk 'NF == 2 {s[$1] += $2} END {for (k in s) printf "%s %.0f ", k, s[k]}'
+}
+# "name N ns, ..." per span (N over $3 spans) for the names whose CPU grew between two readings.
+cpu_split() {
+  awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {
+    k = split(a, x, " "); for (i = 1; i < k; i += 2) v[x[i]] = x[i + 1]
+    k = split(b, y, " "); for (i = 1; i < k; i += 2) if (y[i + 1] - v[y[i]] > 0)
+      printf "%s%s %.0f ns", (o++ ? ", " : ""), y[i], (y[i + 1] - v[y[i]]) / n }'
+}
 status_kib() { awk -v k="$1:" '$1 == k {print $2}' /proc/$COL/status; }
 # Spans the JSONL exporter has taken (rendered and handed to the file); when sampling drops
 # spans (TARGET), the spans the span metrics saw, i.e. every accepted one. taken() adds the
@@ -98,7 +112,7 @@ echo "rss_idle_kib $(status_kib VmRSS) (anon $(status_kib RssAnon), file $(statu
 if [ -z "${SKIP_10K:-}" ]; then
 peak=0 us10k=
 for i in $(seq "$RUNS"); do
-base=$(taken); c0=$(col_cpu_ns)
+base=$(taken); c0=$(col_cpu_ns); t0=$(col_cpu_by_name)
 "$BIN/profilis-loadgen" --endpoint 127.0.0.1:$G --duration 5 --rate 10000 --workers 1 --attrs 2 \
   "${AUTH[@]}" >"$WD/lg.out" 2>/dev/null &
 LG=$!
@@ -110,11 +124,11 @@ wait $LG
 # taken everything by then unless the box stalls; if not, it waits and reads the CPU again.
 want=$((base + $(sed -n 's/^sent=\([0-9]*\).*/\1/p' "$WD/lg.out")))
 sleep 0.5
-c1=$(col_cpu_ns)
-if [ "$(taken)" -lt "$want" ]; then wait_sent "$want"; c1=$(col_cpu_ns); fi
+c1=$(col_cpu_ns); t1=$(col_cpu_by_name)
+if [ "$(taken)" -lt "$want" ]; then wait_sent "$want"; c1=$(col_cpu_ns); t1=$(col_cpu_by_name); fi
 got=$(( $(taken) - base ))
 u=$(awk -v t=$((c1 - c0)) -v n=$got 'BEGIN {printf "%.3f", t / 1e3 / n}')
-echo "10k run $i: cpu_us_per_span $u"
+echo "10k run $i: cpu_us_per_span $u ($(cpu_split "$t0" "$t1" "$got") per span)"
 us10k="$us10k $u"
 collect_lines
 done
