@@ -17,14 +17,12 @@ WD="$(mktemp -d)"
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WD"' EXIT
 
-port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# CPU of every thread of a process so far, in ns.
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
+. "$(dirname "$0")/lib.sh"
 
 # start NAME BUILD: a collector writing JSONL, its gRPC port in $WD/NAME.port, pid in $WD/NAME.pid.
 start() {
   local g h a
-  g=$(port) h=$(port) a=$(port)
+  g=$(free_port) h=$(free_port) a=$(free_port)
   cat >"$WD/$1.yaml" <<YAML
 receivers:
   otlp:
@@ -41,7 +39,7 @@ YAML
   PIDS+=($!)
   echo $! >"$WD/$1.pid"
   echo "$g" >"$WD/$1.port"
-  for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$g") 2>/dev/null && return; sleep 0.1; done
+  wait_listen "$g" && return
   echo "collector $1 did not start: $(cat "$WD/$1.log")" >&2
   exit 1
 }
@@ -63,13 +61,13 @@ for i in $(seq "$R"); do
   wait "${LOADS[@]}" # warm both up (first requests fault in their buffers)
   PID=$pb bash -c "${ON_B:-true}"
   PID=$pa bash -c "${OFF_B:-true}"
-  a0=$(cpu_ns "$pa") b0=$(cpu_ns "$pb")
+  a0=$(proc_cpu_ns "$pa") b0=$(proc_cpu_ns "$pb")
   LOADS=()
   if [ $((i % 2)) = 1 ]; then load a; load b; else load b; load a; fi
   wait "${LOADS[@]}"
   sleep 0.5 # the last batches leave within batch.timeout
-  a1=$(cpu_ns "$pa") b1=$(cpu_ns "$pb")
-  na=$(sed -n 's/^sent=\([0-9]*\).*/\1/p' "$WD/lga") nb=$(sed -n 's/^sent=\([0-9]*\).*/\1/p' "$WD/lgb")
+  a1=$(proc_cpu_ns "$pa") b1=$(proc_cpu_ns "$pb")
+  na=$(loadgen_sent "$WD/lga") nb=$(loadgen_sent "$WD/lgb")
   kill "$pa" "$pb"
   wait 2>/dev/null || true
   PIDS=()

@@ -24,8 +24,8 @@ WD="$(mktemp -d)"
 COL=
 trap '[ -n "$COL" ] && kill $COL 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WD"' EXIT
 
-port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-G=$(port); H=$(port); A=$(port)
+. "$(dirname "$0")/lib.sh"
+G=$(free_port); H=$(free_port); A=$(free_port)
 FEATURES="${FEATURES:-default}"
 BATCH_CFG=""
 [ -n "${BATCH:-}" ] && BATCH_CFG=", batch: {size: $BATCH}"
@@ -60,24 +60,11 @@ $TENANTS
 YAML
 "$BIN/profilis-collector" --config "$WD/c.yaml" >"$WD/log" 2>&1 &
 COL=$!
-for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$G) 2>/dev/null && break; sleep 0.1; done
+wait_listen "$G" || true
 sleep 1
 
 # CPU of every thread of the collector so far, in ns.
-col_cpu_ns() { cat /proc/$COL/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
-# The same per thread name ("pc-grpc 123 pc-export 456"), for the split of a phase's CPU.
-col_cpu_by_name() {
-  for t in /proc/$COL/task/*; do
-    echo "$(cat "$t/comm" 2>/dev/null) $(cut -d' ' -f1 "$t/schedstat" 2>/dev/null)"
-  done | awk 'NF == 2 {s[$1] += $2} END {for (k in s) printf "%s %.0f ", k, s[k]}'
-}
-# "name N ns, ..." per span (N over $3 spans) for the names whose CPU grew between two readings.
-cpu_split() {
-  awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {
-    k = split(a, x, " "); for (i = 1; i < k; i += 2) v[x[i]] = x[i + 1]
-    k = split(b, y, " "); for (i = 1; i < k; i += 2) if (y[i + 1] - v[y[i]] > 0)
-      printf "%s%s %.0f ns", (o++ ? ", " : ""), y[i], (y[i + 1] - v[y[i]]) / n }'
-}
+col_cpu_ns() { proc_cpu_ns "$COL"; }
 status_kib() { awk -v k="$1:" '$1 == k {print $2}' /proc/$COL/status; }
 # Spans the JSONL exporter has taken (rendered and handed to the file); when sampling drops
 # spans (TARGET), the spans the span metrics saw, i.e. every accepted one. taken() adds the
@@ -112,7 +99,7 @@ echo "rss_idle_kib $(status_kib VmRSS) (anon $(status_kib RssAnon), file $(statu
 if [ -z "${SKIP_10K:-}" ]; then
 peak=0 us10k=
 for i in $(seq "$RUNS"); do
-base=$(taken); c0=$(col_cpu_ns); t0=$(col_cpu_by_name)
+base=$(taken); by0=$(proc_cpu_by_name "$COL")
 "$BIN/profilis-loadgen" --endpoint 127.0.0.1:$G --duration 5 --rate 10000 --workers 1 --attrs 2 \
   "${AUTH[@]}" >"$WD/lg.out" 2>/dev/null &
 LG=$!
@@ -122,13 +109,13 @@ wait $LG
 # costs the collector ~0.2 ms, which polling it every 20 ms until the last batch is exported
 # (up to batch.timeout, 200 ms) would add to the phase, some 30-50 ns per span. The exporter has
 # taken everything by then unless the box stalls; if not, it waits and reads the CPU again.
-want=$((base + $(sed -n 's/^sent=\([0-9]*\).*/\1/p' "$WD/lg.out")))
+want=$((base + $(loadgen_sent "$WD/lg.out")))
 sleep 0.5
-c1=$(col_cpu_ns); t1=$(col_cpu_by_name)
-if [ "$(taken)" -lt "$want" ]; then wait_sent "$want"; c1=$(col_cpu_ns); t1=$(col_cpu_by_name); fi
+by1=$(proc_cpu_by_name "$COL")
+if [ "$(taken)" -lt "$want" ]; then wait_sent "$want"; by1=$(proc_cpu_by_name "$COL"); fi
 got=$(( $(taken) - base ))
-u=$(awk -v t=$((c1 - c0)) -v n=$got 'BEGIN {printf "%.3f", t / 1e3 / n}')
-echo "10k run $i: cpu_us_per_span $u ($(cpu_split "$t0" "$t1" "$got") per span)"
+u=$(awk -v t=$(($(cpu_sum "$by1") - $(cpu_sum "$by0"))) -v n=$got 'BEGIN {printf "%.3f", t / 1e3 / n}')
+echo "10k run $i: cpu_us_per_span $u ($(cpu_split "$by0" "$by1" "$got") per span)"
 us10k="$us10k $u"
 collect_lines
 done
